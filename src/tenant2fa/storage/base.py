@@ -1,0 +1,193 @@
+"""The storage protocol: atomic domain operations, not CRUD.
+
+Every method is one atomic unit: it fully happens or leaves the previous state (a crash or error
+in between must not leave half of it). Methods that change a user's factor are compare-and-set
+operations whose condition is part of the same atomic step as the write, so concurrent requests in
+different threads or processes cannot both pass. Backends raise :class:`~tenant2fa.errors.StorageError`
+(wrapping the driver's exception) for infrastructure failures, and never put secrets in messages.
+
+Time values are aware UTC datetimes; ``last_step`` and counters are Python ints (time steps go past
+2**32 in 2603: use 64-bit columns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from tenant2fa.enrollment import EnrollmentState, PendingEnrollment, effective_state
+
+if TYPE_CHECKING:
+    from tenant2fa.audit import AuditQuery, AuditRecord
+    from tenant2fa.policy import Membership, TenantPolicy
+    from tenant2fa.recovery import RecoveryCodeSet
+    from tenant2fa.throttle import ThrottleRules
+
+__all__ = ["Charge", "FactorRecord", "Storage"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FactorRecord:
+    """Everything stored about one user's second factor (shared by all of their tenants).
+
+    ``secret`` and ``pending.secret`` are keyring ciphertexts bound to the user. ``last_step`` only
+    ever grows, across resets too, so no reset or re-enrollment re-opens a used time step.
+    """
+
+    user_id: str
+    secret: bytes | None = field(default=None, repr=False)
+    activated_at: datetime | None = None
+    last_step: int = -1
+    pending: PendingEnrollment | None = None
+    epoch: int = 0
+    failures: int = 0
+    last_failure_at: datetime | None = None
+    recovery_salt: bytes | None = field(default=None, repr=False)
+    recovery_codes_left: int = 0
+
+    def state(self, now: datetime) -> EnrollmentState:
+        return effective_state(has_active=self.secret is not None, pending=self.pending, now=now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Charge:
+    """The answer of :meth:`Storage.charge_attempt`.
+
+    ``allowed``: the attempt was counted and may be evaluated. Otherwise nothing was counted and the
+    user waits until ``retry_at`` (``None`` with ``locked_for_good``: until an owner reset).
+    """
+
+    allowed: bool
+    failures: int
+    retry_at: datetime | None = None
+    locked_for_good: bool = False
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """What a backend must provide. Run :mod:`tenant2fa.testing.conformance` against yours."""
+
+    # -- tenants and memberships ------------------------------------------------------------
+
+    def create_tenant(self, policy: TenantPolicy, owner: Membership, audit: AuditRecord) -> None:
+        """Store a new tenant, its first owner's membership and ``audit``, atomically.
+
+        Raises :class:`~tenant2fa.errors.TenantExists` (and stores nothing) if the id is taken.
+        """
+        ...
+
+    def get_tenant(self, tenant_id: str) -> TenantPolicy | None:
+        """The tenant's current policy, or ``None``."""
+        ...
+
+    def update_tenant_policy(
+        self, policy: TenantPolicy, *, expected_version: int, audit: AuditRecord
+    ) -> bool:
+        """Replace the policy of ``policy.tenant_id`` if its stored version is ``expected_version``,
+        and store ``audit`` with it. Returns ``False`` and changes nothing otherwise.
+
+        One row: the cost must not depend on the number of members.
+        """
+        ...
+
+    def add_membership(self, membership: Membership, audit: AuditRecord) -> None:
+        """Store a membership and ``audit`` atomically.
+
+        Raises :class:`~tenant2fa.errors.UnknownTenant` or
+        :class:`~tenant2fa.errors.AlreadyMember` (storing nothing).
+        """
+        ...
+
+    def get_membership(self, tenant_id: str, user_id: str) -> Membership | None: ...
+
+    def list_memberships(self, tenant_id: str) -> list[Membership]:
+        """Members of a tenant, ordered by user id."""
+        ...
+
+    def tenants_of_user(self, user_id: str) -> list[TenantPolicy]:
+        """The policies of every tenant ``user_id`` belongs to, ordered by tenant id."""
+        ...
+
+    # -- the user's factor -----------------------------------------------------------------
+
+    def get_factor(self, user_id: str) -> FactorRecord:
+        """The user's factor record; an empty one (``FactorRecord(user_id=...)``) if none."""
+        ...
+
+    def save_pending(self, user_id: str, pending: PendingEnrollment, *, audit: AuditRecord) -> None:
+        """Store ``pending`` as the user's pending enrollment, replacing any pending one, and
+        ``audit``. Never touches the active secret, counters or recovery codes."""
+        ...
+
+    def activate_pending(
+        self,
+        user_id: str,
+        *,
+        pending_id: str,
+        step: int,
+        now: datetime,
+        recovery: RecoveryCodeSet,
+        audit: AuditRecord,
+    ) -> int | None:
+        """Make the pending secret active, if and only if, in one atomic step:
+        a pending enrollment with ``pending_id`` exists, it has not expired at ``now``, and
+        ``step > last_step``.
+
+        Then: active secret = pending secret, pending cleared, ``activated_at = now``,
+        ``last_step = step``, failures cleared, recovery codes replaced by ``recovery``,
+        epoch incremented, ``audit`` stored. Returns the new epoch; ``None`` if the condition
+        failed (nothing changed).
+        """
+        ...
+
+    def charge_attempt(self, user_id: str, *, now: datetime, rules: ThrottleRules) -> Charge:
+        """Count an attempt before it is evaluated, atomically with the check that it is allowed.
+
+        Using :func:`tenant2fa.throttle.allowance` on the stored counter: if allowed, increment
+        ``failures`` and set ``last_failure_at = now`` and return ``allowed=True`` with the new count;
+        otherwise change nothing. Parallel calls must never let more attempts through than a
+        sequential run would.
+        """
+        ...
+
+    def record_code_success(
+        self, user_id: str, *, step: int, expected_epoch: int, now: datetime, audit: AuditRecord
+    ) -> bool:
+        """Accept time ``step`` for the user, if and only if, atomically: the user has an active
+        secret, the epoch is ``expected_epoch`` and ``step > last_step``. Then ``last_step = step``,
+        failures cleared, ``audit`` stored, and ``True``. Otherwise ``False``, nothing changed.
+        """
+        ...
+
+    def consume_recovery_code(
+        self, user_id: str, *, digest: bytes, now: datetime, audit: AuditRecord
+    ) -> int | None:
+        """Use the user's unused recovery code with this digest, atomically: mark it used, clear
+        failures, store ``audit``, and return how many unused codes are left. ``None`` (nothing
+        changed) if there is no such unused code."""
+        ...
+
+    def replace_recovery_codes(
+        self, user_id: str, *, recovery: RecoveryCodeSet, expected_epoch: int, audit: AuditRecord
+    ) -> int | None:
+        """Replace all recovery codes of an enrolled user whose epoch is ``expected_epoch``,
+        increment the epoch and store ``audit``. Returns the new epoch, or ``None`` (nothing
+        changed)."""
+        ...
+
+    def reset_factor(self, user_id: str, *, audit: AuditRecord) -> int | None:
+        """Remove the user's active and pending secrets and recovery codes, clear failures,
+        increment the epoch (``last_step`` is kept) and store ``audit``. Returns the new epoch;
+        ``None`` if there was neither an active nor a pending secret (nothing changed)."""
+        ...
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def append_audit(self, record: AuditRecord) -> None:
+        """Store one audit record."""
+        ...
+
+    def audit_records(self, query: AuditQuery) -> list[AuditRecord]:
+        """Records matching ``query``, oldest first (ties in insertion order), paged."""
+        ...

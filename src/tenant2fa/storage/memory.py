@@ -1,0 +1,239 @@
+"""The in-memory backend: thread-safe, single process.
+
+For tests, demos and single-process apps. Everything is lost when the process ends, including
+replay and throttle state; use a durable backend for anything that restarts or scales out.
+One lock serialises every operation, which makes each one atomic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import TYPE_CHECKING
+
+from tenant2fa.errors import AlreadyMember, TenantExists, UnknownTenant
+from tenant2fa.storage.base import Charge, FactorRecord
+from tenant2fa.throttle import allowance
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from tenant2fa.audit import AuditQuery, AuditRecord
+    from tenant2fa.enrollment import PendingEnrollment
+    from tenant2fa.policy import Membership, TenantPolicy
+    from tenant2fa.recovery import RecoveryCodeSet
+    from tenant2fa.throttle import ThrottleRules
+
+__all__ = ["MemoryStorage"]
+
+
+class MemoryStorage:
+    """A :class:`~tenant2fa.storage.Storage` kept in dictionaries behind one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tenants: dict[str, TenantPolicy] = {}
+        self._members: dict[tuple[str, str], Membership] = {}
+        self._tenants_by_user: dict[str, set[str]] = {}
+        self._factors: dict[str, FactorRecord] = {}
+        # user -> digest -> used? (True once used)
+        self._recovery: dict[str, dict[bytes, bool]] = {}
+        self._audit: list[AuditRecord] = []
+
+    def __repr__(self) -> str:
+        return f"MemoryStorage(<{len(self._tenants)} tenants, {len(self._factors)} factors>)"
+
+    # -- tenants and memberships ------------------------------------------------------------
+
+    def create_tenant(self, policy: TenantPolicy, owner: Membership, audit: AuditRecord) -> None:
+        with self._lock:
+            if policy.tenant_id in self._tenants:
+                raise TenantExists(policy.tenant_id)
+            self._tenants[policy.tenant_id] = policy
+            self._members[(owner.tenant_id, owner.user_id)] = owner
+            self._tenants_by_user.setdefault(owner.user_id, set()).add(owner.tenant_id)
+            self._audit.append(audit)
+
+    def get_tenant(self, tenant_id: str) -> TenantPolicy | None:
+        with self._lock:
+            return self._tenants.get(tenant_id)
+
+    def update_tenant_policy(
+        self, policy: TenantPolicy, *, expected_version: int, audit: AuditRecord
+    ) -> bool:
+        with self._lock:
+            current = self._tenants.get(policy.tenant_id)
+            if current is None or current.version != expected_version:
+                return False
+            self._tenants[policy.tenant_id] = policy
+            self._audit.append(audit)
+            return True
+
+    def add_membership(self, membership: Membership, audit: AuditRecord) -> None:
+        with self._lock:
+            key = (membership.tenant_id, membership.user_id)
+            if membership.tenant_id not in self._tenants:
+                raise UnknownTenant(membership.tenant_id)
+            if key in self._members:
+                raise AlreadyMember(membership.tenant_id, membership.user_id)
+            self._members[key] = membership
+            self._tenants_by_user.setdefault(membership.user_id, set()).add(membership.tenant_id)
+            self._audit.append(audit)
+
+    def get_membership(self, tenant_id: str, user_id: str) -> Membership | None:
+        with self._lock:
+            return self._members.get((tenant_id, user_id))
+
+    def list_memberships(self, tenant_id: str) -> list[Membership]:
+        with self._lock:
+            found = [m for (t, _), m in self._members.items() if t == tenant_id]
+        return sorted(found, key=lambda m: m.user_id)
+
+    def tenants_of_user(self, user_id: str) -> list[TenantPolicy]:
+        with self._lock:
+            ids = sorted(self._tenants_by_user.get(user_id, ()))
+            return [self._tenants[t] for t in ids]
+
+    # -- the user's factor -----------------------------------------------------------------
+
+    def _factor(self, user_id: str) -> FactorRecord:
+        return self._factors.get(user_id) or FactorRecord(user_id=user_id)
+
+    def get_factor(self, user_id: str) -> FactorRecord:
+        with self._lock:
+            return self._factor(user_id)
+
+    def save_pending(self, user_id: str, pending: PendingEnrollment, *, audit: AuditRecord) -> None:
+        with self._lock:
+            self._factors[user_id] = dataclasses.replace(self._factor(user_id), pending=pending)
+            self._audit.append(audit)
+
+    def activate_pending(
+        self,
+        user_id: str,
+        *,
+        pending_id: str,
+        step: int,
+        now: datetime,
+        recovery: RecoveryCodeSet,
+        audit: AuditRecord,
+    ) -> int | None:
+        with self._lock:
+            factor = self._factor(user_id)
+            pending = factor.pending
+            if (
+                pending is None
+                or pending.pending_id != pending_id
+                or pending.is_expired(now)
+                or step <= factor.last_step
+            ):
+                return None
+            epoch = factor.epoch + 1
+            self._factors[user_id] = dataclasses.replace(
+                factor,
+                secret=pending.secret,
+                activated_at=now,
+                last_step=step,
+                pending=None,
+                epoch=epoch,
+                failures=0,
+                last_failure_at=None,
+                recovery_salt=recovery.salt,
+                recovery_codes_left=len(recovery.digests),
+            )
+            self._recovery[user_id] = dict.fromkeys(recovery.digests, False)
+            self._audit.append(audit)
+            return epoch
+
+    def charge_attempt(self, user_id: str, *, now: datetime, rules: ThrottleRules) -> Charge:
+        with self._lock:
+            factor = self._factor(user_id)
+            allowed = allowance(
+                failures=factor.failures,
+                last_failure_at=factor.last_failure_at,
+                now=now,
+                rules=rules,
+            )
+            if not allowed.allowed:
+                return Charge(
+                    allowed=False,
+                    failures=factor.failures,
+                    retry_at=allowed.retry_at,
+                    locked_for_good=allowed.locked_for_good,
+                )
+            failures = factor.failures + 1
+            self._factors[user_id] = dataclasses.replace(
+                factor, failures=failures, last_failure_at=now
+            )
+            return Charge(allowed=True, failures=failures)
+
+    def record_code_success(
+        self, user_id: str, *, step: int, expected_epoch: int, now: datetime, audit: AuditRecord
+    ) -> bool:
+        with self._lock:
+            factor = self._factor(user_id)
+            if factor.secret is None or factor.epoch != expected_epoch or step <= factor.last_step:
+                return False
+            self._factors[user_id] = dataclasses.replace(
+                factor, last_step=step, failures=0, last_failure_at=None
+            )
+            self._audit.append(audit)
+            return True
+
+    def consume_recovery_code(
+        self, user_id: str, *, digest: bytes, now: datetime, audit: AuditRecord
+    ) -> int | None:
+        with self._lock:
+            codes = self._recovery.get(user_id)
+            if not codes or codes.get(digest, True):
+                return None
+            codes[digest] = True
+            left = sum(1 for used in codes.values() if not used)
+            self._factors[user_id] = dataclasses.replace(
+                self._factor(user_id), failures=0, last_failure_at=None, recovery_codes_left=left
+            )
+            self._audit.append(audit)
+            return left
+
+    def replace_recovery_codes(
+        self, user_id: str, *, recovery: RecoveryCodeSet, expected_epoch: int, audit: AuditRecord
+    ) -> int | None:
+        with self._lock:
+            factor = self._factor(user_id)
+            if factor.secret is None or factor.epoch != expected_epoch:
+                return None
+            epoch = factor.epoch + 1
+            self._factors[user_id] = dataclasses.replace(
+                factor,
+                epoch=epoch,
+                recovery_salt=recovery.salt,
+                recovery_codes_left=len(recovery.digests),
+            )
+            self._recovery[user_id] = dict.fromkeys(recovery.digests, False)
+            self._audit.append(audit)
+            return epoch
+
+    def reset_factor(self, user_id: str, *, audit: AuditRecord) -> int | None:
+        with self._lock:
+            factor = self._factor(user_id)
+            if factor.secret is None and factor.pending is None:
+                return None
+            epoch = factor.epoch + 1
+            self._factors[user_id] = FactorRecord(
+                user_id=user_id, last_step=factor.last_step, epoch=epoch
+            )
+            self._recovery.pop(user_id, None)
+            self._audit.append(audit)
+            return epoch
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def append_audit(self, record: AuditRecord) -> None:
+        with self._lock:
+            self._audit.append(record)
+
+    def audit_records(self, query: AuditQuery) -> list[AuditRecord]:
+        with self._lock:
+            matching = [r for r in self._audit if query.matches(r)]
+        ordered = sorted(enumerate(matching), key=lambda pair: (pair[1].at, pair[0]))
+        return [r for _, r in ordered[query.offset : query.offset + query.limit]]
