@@ -1,0 +1,660 @@
+"""The SQLite backend (standard library ``sqlite3``): the embedded default.
+
+Safe for several threads and several processes on one database file:
+
+- WAL journal mode, so readers never block the writer, and ``busy_timeout`` so a writer waits for
+  another instead of failing at once;
+- every read-then-write runs in ``BEGIN IMMEDIATE`` (the write lock is taken before the read, so
+  no other process can change the row in between);
+- ``SQLITE_BUSY`` that outlasts the timeout is retried a bounded number of times, then raised as
+  :class:`~tenant2fa.errors.StorageError` (verification then fails closed);
+- one connection per thread; the schema carries a version and upgrades itself on first use.
+
+Times are stored as integer microseconds since the Unix epoch (UTC), counters and time steps as
+SQLite INTEGER (64-bit).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord
+from tenant2fa.clock import UTC
+from tenant2fa.enrollment import PendingEnrollment
+from tenant2fa.errors import AlreadyMember, StorageError, TenantExists, UnknownTenant
+from tenant2fa.policy import Membership, Role, TenantPolicy
+from tenant2fa.storage.base import Charge, FactorRecord
+from tenant2fa.throttle import allowance
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from tenant2fa.recovery import RecoveryCodeSet
+    from tenant2fa.throttle import ThrottleRules
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
+
+_T = TypeVar("_T")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+SCHEMA_VERSION = 1
+
+# Each entry upgrades the schema from version i to i + 1. Never edit a released entry: append.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE t2fa_tenants (
+            tenant_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            two_factor_required INTEGER NOT NULL DEFAULT 0,
+            activated_at INTEGER,
+            grace_period_us INTEGER,
+            version INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE t2fa_memberships (
+            tenant_id TEXT NOT NULL REFERENCES t2fa_tenants (tenant_id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL,
+            role TEXT NOT NULL,
+            PRIMARY KEY (tenant_id, user_id)
+        )""",
+        "CREATE INDEX t2fa_memberships_by_user ON t2fa_memberships (user_id, tenant_id)",
+        """CREATE TABLE t2fa_factors (
+            user_id TEXT PRIMARY KEY,
+            secret BLOB,
+            activated_at INTEGER,
+            last_step INTEGER NOT NULL DEFAULT -1,
+            pending_id TEXT,
+            pending_secret BLOB,
+            pending_created_at INTEGER,
+            pending_expires_at INTEGER,
+            epoch INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            last_failure_at INTEGER,
+            recovery_salt BLOB
+        )""",
+        """CREATE TABLE t2fa_recovery_codes (
+            user_id TEXT NOT NULL,
+            digest BLOB NOT NULL,
+            used_at INTEGER,
+            PRIMARY KEY (user_id, digest)
+        )""",
+        """CREATE TABLE t2fa_audit (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            record_id TEXT NOT NULL UNIQUE,
+            at INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            tenant_id TEXT,
+            user_id TEXT,
+            actor_id TEXT,
+            detail TEXT NOT NULL
+        )""",
+        "CREATE INDEX t2fa_audit_by_tenant ON t2fa_audit (tenant_id, at)",
+        "CREATE INDEX t2fa_audit_by_user ON t2fa_audit (user_id, at)",
+        "CREATE INDEX t2fa_audit_by_actor ON t2fa_audit (actor_id, at)",
+        "CREATE INDEX t2fa_audit_by_time ON t2fa_audit (at)",
+    ),
+)
+
+
+def _us(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def _dt(value: int | None) -> datetime | None:
+    if value is None:
+        return None
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _required_dt(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+class SQLiteStorage:
+    """A :class:`~tenant2fa.storage.Storage` in one SQLite database file.
+
+    ``path`` is a file path (``":memory:"`` works for a single thread only; use a file for
+    anything else). ``busy_timeout`` is how long one statement waits for another writer;
+    ``retries`` how many more times a whole operation is tried after that.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout: timedelta = timedelta(seconds=5),
+        retries: int = 5,
+    ) -> None:
+        self.path = str(path)
+        self._busy_ms = int(busy_timeout / timedelta(milliseconds=1))
+        self._retries = retries
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStorage({self.path!r})"
+
+    # -- connections and transactions -------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open SQLite database: {exc}") from exc
+        self._local.conn = conn
+        with self._all_lock:
+            self._all.append(conn)
+        if not self._schema_ready:
+            self._ensure_schema(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this object opened (in any thread)."""
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            self._retrying(lambda: self._migrate(conn))
+            self._schema_ready = True
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS t2fa_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            row = conn.execute(
+                "SELECT value FROM t2fa_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"database schema version {version} is newer than this tenant2fa "
+                    f"({SCHEMA_VERSION}); upgrade tenant2fa"
+                )
+            for statements in _MIGRATIONS[version:]:
+                for statement in statements:
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO t2fa_meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def schema_version(self) -> int:
+        """The schema version stored in the database."""
+        row = self._read(
+            lambda c: c.execute(
+                "SELECT value FROM t2fa_meta WHERE key = 'schema_version'"
+            ).fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    def _retrying(self, work: Callable[[], _T]) -> _T:
+        for attempt in range(self._retries + 1):
+            try:
+                return work()
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or attempt == self._retries:
+                    raise StorageError(f"SQLite operation failed: {exc}") from exc
+                # Jittered backoff so that retrying writers do not collide again in step.
+                time.sleep(min(0.5, 0.01 * 2**attempt) * (0.5 + random.random()))  # noqa: S311
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite operation failed: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection, mode: str) -> Iterator[sqlite3.Connection]:
+        conn.execute(f"BEGIN {mode}")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction, retried on SQLITE_BUSY."""
+
+        def attempt() -> _T:
+            conn = self._connect()
+            with self._transaction(conn, "IMMEDIATE"):
+                return work(conn)
+
+        return self._retrying(attempt)
+
+    def _read(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` in one read transaction (a consistent snapshot)."""
+
+        def attempt() -> _T:
+            conn = self._connect()
+            with self._transaction(conn, "DEFERRED"):
+                return work(conn)
+
+        return self._retrying(attempt)
+
+    @staticmethod
+    def _insert_audit(conn: sqlite3.Connection, record: AuditRecord) -> None:
+        conn.execute(
+            "INSERT INTO t2fa_audit (record_id, at, kind, tenant_id, user_id, actor_id, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.record_id,
+                _us(record.at),
+                record.kind.value,
+                record.tenant_id,
+                record.user_id,
+                record.actor_id,
+                json.dumps(dict(record.detail), sort_keys=True),
+            ),
+        )
+
+    # -- tenants and memberships ------------------------------------------------------------
+
+    @staticmethod
+    def _policy(row: tuple[Any, ...]) -> TenantPolicy:
+        grace = None if row[4] is None else timedelta(microseconds=row[4])
+        return TenantPolicy(
+            tenant_id=row[0],
+            name=row[1],
+            two_factor_required=bool(row[2]),
+            activated_at=_dt(row[3]),
+            grace_period=grace,
+            version=row[5],
+        )
+
+    _POLICY_COLUMNS = "tenant_id, name, two_factor_required, activated_at, grace_period_us, version"
+
+    def create_tenant(self, policy: TenantPolicy, owner: Membership, audit: AuditRecord) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    f"INSERT INTO t2fa_tenants ({self._POLICY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    self._policy_row(policy),
+                )
+            except sqlite3.IntegrityError:
+                raise TenantExists(policy.tenant_id) from None
+            conn.execute(
+                "INSERT INTO t2fa_memberships (tenant_id, user_id, role) VALUES (?, ?, ?)",
+                (owner.tenant_id, owner.user_id, owner.role.value),
+            )
+            self._insert_audit(conn, audit)
+
+        self._write(work)
+
+    @staticmethod
+    def _policy_row(policy: TenantPolicy) -> tuple[object, ...]:
+        grace = None
+        if policy.grace_period is not None:
+            grace = policy.grace_period // timedelta(microseconds=1)
+        return (
+            policy.tenant_id,
+            policy.name,
+            int(policy.two_factor_required),
+            _us(policy.activated_at),
+            grace,
+            policy.version,
+        )
+
+    def get_tenant(self, tenant_id: str) -> TenantPolicy | None:
+        row = self._read(
+            lambda c: c.execute(
+                f"SELECT {self._POLICY_COLUMNS} FROM t2fa_tenants WHERE tenant_id = ?",
+                (tenant_id,),
+            ).fetchone()
+        )
+        return None if row is None else self._policy(row)
+
+    def update_tenant_policy(
+        self, policy: TenantPolicy, *, expected_version: int, audit: AuditRecord
+    ) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            _, name, required, activated, grace, version = self._policy_row(policy)
+            cursor = conn.execute(
+                "UPDATE t2fa_tenants SET name = ?, two_factor_required = ?, activated_at = ?, "
+                "grace_period_us = ?, version = ? WHERE tenant_id = ? AND version = ?",
+                (name, required, activated, grace, version, policy.tenant_id, expected_version),
+            )
+            if cursor.rowcount != 1:
+                return False
+            self._insert_audit(conn, audit)
+            return True
+
+        return self._write(work)
+
+    def add_membership(self, membership: Membership, audit: AuditRecord) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            exists = conn.execute(
+                "SELECT 1 FROM t2fa_tenants WHERE tenant_id = ?", (membership.tenant_id,)
+            ).fetchone()
+            if exists is None:
+                raise UnknownTenant(membership.tenant_id)
+            try:
+                conn.execute(
+                    "INSERT INTO t2fa_memberships (tenant_id, user_id, role) VALUES (?, ?, ?)",
+                    (membership.tenant_id, membership.user_id, membership.role.value),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyMember(membership.tenant_id, membership.user_id) from None
+            self._insert_audit(conn, audit)
+
+        self._write(work)
+
+    def get_membership(self, tenant_id: str, user_id: str) -> Membership | None:
+        row = self._read(
+            lambda c: c.execute(
+                "SELECT role FROM t2fa_memberships WHERE tenant_id = ? AND user_id = ?",
+                (tenant_id, user_id),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        return Membership(tenant_id=tenant_id, user_id=user_id, role=Role(row[0]))
+
+    def list_memberships(self, tenant_id: str) -> list[Membership]:
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT user_id, role FROM t2fa_memberships WHERE tenant_id = ? ORDER BY user_id",
+                (tenant_id,),
+            ).fetchall()
+        )
+        return [Membership(tenant_id=tenant_id, user_id=u, role=Role(r)) for u, r in rows]
+
+    def tenants_of_user(self, user_id: str) -> list[TenantPolicy]:
+        columns = ", ".join(f"t.{c}" for c in self._POLICY_COLUMNS.split(", "))
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {columns} FROM t2fa_memberships m "
+                "JOIN t2fa_tenants t ON t.tenant_id = m.tenant_id "
+                "WHERE m.user_id = ? ORDER BY t.tenant_id",
+                (user_id,),
+            ).fetchall()
+        )
+        return [self._policy(row) for row in rows]
+
+    # -- the user's factor -----------------------------------------------------------------
+
+    _FACTOR_COLUMNS = (
+        "secret, activated_at, last_step, pending_id, pending_secret, pending_created_at, "
+        "pending_expires_at, epoch, failures, last_failure_at, recovery_salt"
+    )
+
+    def _load_factor(self, conn: sqlite3.Connection, user_id: str) -> FactorRecord:
+        row = conn.execute(
+            f"SELECT {self._FACTOR_COLUMNS} FROM t2fa_factors WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        if row is None:
+            return FactorRecord(user_id=user_id)
+        left = conn.execute(
+            "SELECT COUNT(*) FROM t2fa_recovery_codes WHERE user_id = ? AND used_at IS NULL",
+            (user_id,),
+        ).fetchone()[0]
+        pending = None
+        if row[3] is not None:
+            pending = PendingEnrollment(
+                pending_id=row[3],
+                secret=row[4],
+                created_at=_required_dt(row[5]),
+                expires_at=_required_dt(row[6]),
+            )
+        return FactorRecord(
+            user_id=user_id,
+            secret=row[0],
+            activated_at=_dt(row[1]),
+            last_step=row[2],
+            pending=pending,
+            epoch=row[7],
+            failures=row[8],
+            last_failure_at=_dt(row[9]),
+            recovery_salt=row[10],
+            recovery_codes_left=left,
+        )
+
+    @staticmethod
+    def _epoch(conn: sqlite3.Connection, user_id: str) -> int:
+        row = conn.execute(
+            "SELECT epoch FROM t2fa_factors WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        return int(row[0])
+
+    @staticmethod
+    def _ensure_factor_row(conn: sqlite3.Connection, user_id: str) -> None:
+        conn.execute("INSERT OR IGNORE INTO t2fa_factors (user_id) VALUES (?)", (user_id,))
+
+    def get_factor(self, user_id: str) -> FactorRecord:
+        return self._read(lambda c: self._load_factor(c, user_id))
+
+    def save_pending(self, user_id: str, pending: PendingEnrollment, *, audit: AuditRecord) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            self._ensure_factor_row(conn, user_id)
+            conn.execute(
+                "UPDATE t2fa_factors SET pending_id = ?, pending_secret = ?, "
+                "pending_created_at = ?, pending_expires_at = ? WHERE user_id = ?",
+                (
+                    pending.pending_id,
+                    pending.secret,
+                    _us(pending.created_at),
+                    _us(pending.expires_at),
+                    user_id,
+                ),
+            )
+            self._insert_audit(conn, audit)
+
+        self._write(work)
+
+    def _replace_codes(
+        self, conn: sqlite3.Connection, user_id: str, recovery: RecoveryCodeSet
+    ) -> None:
+        conn.execute("DELETE FROM t2fa_recovery_codes WHERE user_id = ?", (user_id,))
+        conn.executemany(
+            "INSERT INTO t2fa_recovery_codes (user_id, digest) VALUES (?, ?)",
+            [(user_id, digest) for digest in recovery.digests],
+        )
+
+    def activate_pending(
+        self,
+        user_id: str,
+        *,
+        pending_id: str,
+        step: int,
+        now: datetime,
+        recovery: RecoveryCodeSet,
+        audit: AuditRecord,
+    ) -> int | None:
+        def work(conn: sqlite3.Connection) -> int | None:
+            cursor = conn.execute(
+                "UPDATE t2fa_factors SET secret = pending_secret, activated_at = ?, "
+                "last_step = ?, pending_id = NULL, pending_secret = NULL, "
+                "pending_created_at = NULL, pending_expires_at = NULL, epoch = epoch + 1, "
+                "failures = 0, last_failure_at = NULL, recovery_salt = ? "
+                "WHERE user_id = ? AND pending_id = ? AND pending_expires_at > ? "
+                "AND last_step < ?",
+                (_us(now), step, recovery.salt, user_id, pending_id, _us(now), step),
+            )
+            if cursor.rowcount != 1:
+                return None
+            self._replace_codes(conn, user_id, recovery)
+            self._insert_audit(conn, audit)
+            return self._epoch(conn, user_id)
+
+        return self._write(work)
+
+    def charge_attempt(self, user_id: str, *, now: datetime, rules: ThrottleRules) -> Charge:
+        def work(conn: sqlite3.Connection) -> Charge:
+            self._ensure_factor_row(conn, user_id)
+            failures, last = conn.execute(
+                "SELECT failures, last_failure_at FROM t2fa_factors WHERE user_id = ?",
+                (user_id,),
+            ).fetchone()
+            allowed = allowance(failures=failures, last_failure_at=_dt(last), now=now, rules=rules)
+            if not allowed.allowed:
+                return Charge(
+                    allowed=False,
+                    failures=failures,
+                    retry_at=allowed.retry_at,
+                    locked_for_good=allowed.locked_for_good,
+                )
+            conn.execute(
+                "UPDATE t2fa_factors SET failures = failures + 1, last_failure_at = ? "
+                "WHERE user_id = ?",
+                (_us(now), user_id),
+            )
+            return Charge(allowed=True, failures=failures + 1)
+
+        return self._write(work)
+
+    def record_code_success(
+        self, user_id: str, *, step: int, expected_epoch: int, now: datetime, audit: AuditRecord
+    ) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE t2fa_factors SET last_step = ?, failures = 0, last_failure_at = NULL "
+                "WHERE user_id = ? AND secret IS NOT NULL AND epoch = ? AND last_step < ?",
+                (step, user_id, expected_epoch, step),
+            )
+            if cursor.rowcount != 1:
+                return False
+            self._insert_audit(conn, audit)
+            return True
+
+        return self._write(work)
+
+    def consume_recovery_code(
+        self, user_id: str, *, digest: bytes, now: datetime, audit: AuditRecord
+    ) -> int | None:
+        def work(conn: sqlite3.Connection) -> int | None:
+            cursor = conn.execute(
+                "UPDATE t2fa_recovery_codes SET used_at = ? "
+                "WHERE user_id = ? AND digest = ? AND used_at IS NULL",
+                (_us(now), user_id, digest),
+            )
+            if cursor.rowcount != 1:
+                return None
+            conn.execute(
+                "UPDATE t2fa_factors SET failures = 0, last_failure_at = NULL WHERE user_id = ?",
+                (user_id,),
+            )
+            self._insert_audit(conn, audit)
+            left: int = conn.execute(
+                "SELECT COUNT(*) FROM t2fa_recovery_codes WHERE user_id = ? AND used_at IS NULL",
+                (user_id,),
+            ).fetchone()[0]
+            return left
+
+        return self._write(work)
+
+    def replace_recovery_codes(
+        self, user_id: str, *, recovery: RecoveryCodeSet, expected_epoch: int, audit: AuditRecord
+    ) -> int | None:
+        def work(conn: sqlite3.Connection) -> int | None:
+            cursor = conn.execute(
+                "UPDATE t2fa_factors SET epoch = epoch + 1, recovery_salt = ? "
+                "WHERE user_id = ? AND secret IS NOT NULL AND epoch = ?",
+                (recovery.salt, user_id, expected_epoch),
+            )
+            if cursor.rowcount != 1:
+                return None
+            self._replace_codes(conn, user_id, recovery)
+            self._insert_audit(conn, audit)
+            return self._epoch(conn, user_id)
+
+        return self._write(work)
+
+    def reset_factor(self, user_id: str, *, audit: AuditRecord) -> int | None:
+        def work(conn: sqlite3.Connection) -> int | None:
+            cursor = conn.execute(
+                "UPDATE t2fa_factors SET secret = NULL, activated_at = NULL, pending_id = NULL, "
+                "pending_secret = NULL, pending_created_at = NULL, pending_expires_at = NULL, "
+                "epoch = epoch + 1, failures = 0, last_failure_at = NULL, recovery_salt = NULL "
+                "WHERE user_id = ? AND (secret IS NOT NULL OR pending_id IS NOT NULL)",
+                (user_id,),
+            )
+            if cursor.rowcount != 1:
+                return None
+            conn.execute("DELETE FROM t2fa_recovery_codes WHERE user_id = ?", (user_id,))
+            self._insert_audit(conn, audit)
+            return self._epoch(conn, user_id)
+
+        return self._write(work)
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def append_audit(self, record: AuditRecord) -> None:
+        self._write(lambda c: self._insert_audit(c, record))
+
+    def audit_records(self, query: AuditQuery) -> list[AuditRecord]:
+        clauses: list[str] = []
+        params: list[object] = []
+        if query.tenant_id is not None:
+            clauses.append("tenant_id = ?")
+            params.append(query.tenant_id)
+        if query.user_id is not None:
+            clauses.append("(user_id = ? OR actor_id = ?)")
+            params += [query.user_id, query.user_id]
+        if query.kinds is not None:
+            kinds = sorted(k.value for k in query.kinds)
+            clauses.append(f"kind IN ({', '.join('?' * len(kinds))})" if kinds else "0")
+            params += kinds
+        if query.since is not None:
+            clauses.append("at >= ?")
+            params.append(_us(query.since))
+        if query.until is not None:
+            clauses.append("at < ?")
+            params.append(_us(query.until))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT record_id, at, kind, tenant_id, user_id, actor_id, detail "
+                f"FROM t2fa_audit {where} ORDER BY at, seq LIMIT ? OFFSET ?",
+                (*params, query.limit, query.offset),
+            ).fetchall()
+        )
+        return [
+            AuditRecord(
+                record_id=r[0],
+                at=_required_dt(r[1]),
+                kind=AuditKind(r[2]),
+                tenant_id=r[3],
+                user_id=r[4],
+                actor_id=r[5],
+                detail=MappingProxyType(json.loads(r[6])),
+            )
+            for r in rows
+        ]
