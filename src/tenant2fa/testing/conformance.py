@@ -1,0 +1,1225 @@
+"""The storage conformance suite: every contract of :class:`tenant2fa.storage.Storage` as a test.
+
+Run it against your own backend by subclassing :class:`StorageConformance` in a pytest module and
+giving the subclass a fixture named ``storage`` that returns a fresh, *empty* backend for each
+test::
+
+    # tests/test_my_storage.py
+    from collections.abc import Iterator
+
+    import pytest
+
+    from tenant2fa.storage import Storage
+    from tenant2fa.testing.conformance import StorageConformance
+
+    from myapp.twofactor import PostgresStorage
+
+
+    class TestPostgresStorage(StorageConformance):
+        @pytest.fixture
+        def storage(self, postgresql_url: str) -> Iterator[Storage]:
+            backend = PostgresStorage(postgresql_url)
+            backend.create_schema()
+            yield backend
+            backend.drop_schema()
+
+The class name must start with ``Test`` for pytest to collect it; :class:`StorageConformance`
+itself is never collected. Every inherited ``test_*`` method pins one behaviour stated in the
+docstrings of :mod:`tenant2fa.storage.base`, and fails if the backend breaks it.
+
+What the suite expects of the environment:
+
+- It needs pytest, imported at module level: install the ``testing`` extra
+  (``pip install "tenant2fa[testing]"``). Importing :mod:`tenant2fa.testing` alone does not
+  import this module or pytest.
+- The concurrency tests call one backend object from 32 to 50 threads at once (lined up with a
+  :class:`threading.Barrier`), so the backend must be safe to share between threads, e.g. with a
+  connection pool of at least that many connections, or one connection per thread. A backend
+  meant for several processes should *also* be tested with processes; threads are the minimum.
+- All times passed in are aware UTC datetimes at whole seconds, in 2026; backends must return
+  equal, aware datetimes. Identifiers are short lowercase ASCII except where a test is about
+  identifiers themselves.
+- A test may write a few dozen audit records; it reads them back with ``limit=1000``.
+
+pytest rewrites ``assert`` statements only in test modules; for detailed failure messages from
+this suite, add to your ``conftest.py``, before anything imports it::
+
+    pytest.register_assert_rewrite("tenant2fa.testing.conformance")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import pytest
+
+from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord, new_audit_record
+from tenant2fa.clock import UTC
+from tenant2fa.enrollment import PendingEnrollment
+from tenant2fa.errors import AlreadyMember, TenantExists, UnknownTenant
+from tenant2fa.policy import Membership, Role, TenantPolicy
+from tenant2fa.recovery import RecoveryCodeSet
+from tenant2fa.storage.base import Charge, FactorRecord, Storage
+from tenant2fa.throttle import ThrottleRules, allowance
+
+__all__ = ["StorageConformance"]
+
+_R = TypeVar("_R")
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+"""The instant most tests happen at."""
+
+THREADS = 32
+"""How many threads race for a single-use thing (a time step, a recovery code, a pending secret)."""
+
+CHARGE_THREADS = 50
+"""How many threads charge an attempt at the same instant."""
+
+_WAIT = 60.0
+"""Seconds a racing thread may wait for the others before the test fails instead of hanging."""
+
+_LENIENT = ThrottleRules(free_failures=100, max_failures=100)
+"""Rules under which every charge below 100 failures is allowed: for setting up a failure count."""
+
+
+def _at(seconds: int = 0) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def _audit(
+    kind: AuditKind = AuditKind.CODE_ACCEPTED,
+    *,
+    at: datetime = T0,
+    tenant_id: str | None = None,
+    user_id: str | None = None,
+    actor_id: str | None = None,
+    **detail: str,
+) -> AuditRecord:
+    return new_audit_record(
+        kind, at=at, tenant_id=tenant_id, user_id=user_id, actor_id=actor_id, **detail
+    )
+
+
+def _pending(
+    pending_id: str = "pending-1",
+    *,
+    secret: bytes = b"\x00pending ciphertext\xff",
+    created_at: datetime = T0,
+    ttl: timedelta = timedelta(minutes=10),
+) -> PendingEnrollment:
+    return PendingEnrollment(
+        pending_id=pending_id, secret=secret, created_at=created_at, expires_at=created_at + ttl
+    )
+
+
+def _digest(label: str) -> bytes:
+    """An arbitrary 32-byte recovery-code digest, named by ``label`` for readability."""
+    return hashlib.sha256(label.encode()).digest()
+
+
+def _codes(*labels: str, salt: bytes = b"salt-0123456789a") -> RecoveryCodeSet:
+    return RecoveryCodeSet(salt=salt, digests=tuple(_digest(label) for label in labels))
+
+
+def _member(tenant_id: str, user_id: str, role: Role = Role.MEMBER) -> Membership:
+    return Membership(tenant_id=tenant_id, user_id=user_id, role=role)
+
+
+def _new_tenant(storage: Storage, tenant_id: str, *, owner_id: str = "olga") -> TenantPolicy:
+    policy = TenantPolicy(tenant_id=tenant_id, name=f"Tenant {tenant_id}")
+    storage.create_tenant(
+        policy,
+        _member(tenant_id, owner_id, Role.OWNER),
+        _audit(AuditKind.TENANT_CREATED, tenant_id=tenant_id, actor_id=owner_id),
+    )
+    return policy
+
+
+def _join(storage: Storage, tenant_id: str, user_id: str, role: Role = Role.MEMBER) -> Membership:
+    membership = _member(tenant_id, user_id, role)
+    storage.add_membership(
+        membership, _audit(AuditKind.MEMBER_ADDED, tenant_id=tenant_id, user_id=user_id)
+    )
+    return membership
+
+
+def _audit_log(storage: Storage) -> list[AuditRecord]:
+    return storage.audit_records(AuditQuery(limit=1000))
+
+
+def _enroll(
+    storage: Storage,
+    user_id: str,
+    *,
+    step: int = 1000,
+    at: datetime = T0,
+    recovery: RecoveryCodeSet | None = None,
+    secret: bytes = b"\x01active ciphertext\xfe",
+) -> int:
+    """Give ``user_id`` an active secret (through save_pending + activate_pending); the epoch."""
+    pending = _pending(f"enroll-{user_id}-{step}", secret=secret, created_at=at)
+    storage.save_pending(
+        user_id, pending, audit=_audit(AuditKind.ENROLLMENT_BEGUN, at=at, user_id=user_id)
+    )
+    epoch = storage.activate_pending(
+        user_id,
+        pending_id=pending.pending_id,
+        step=step,
+        now=at,
+        recovery=recovery if recovery is not None else _codes("a", "b", "c"),
+        audit=_audit(AuditKind.ENROLLMENT_CONFIRMED, at=at, user_id=user_id),
+    )
+    assert epoch is not None, "activate_pending refused a valid, fresh pending enrollment"
+    return epoch
+
+
+def _fail(storage: Storage, user_id: str, times: int, *, at: datetime = T0) -> None:
+    """Record ``times`` failed attempts for ``user_id``."""
+    for _ in range(times):
+        assert storage.charge_attempt(user_id, now=at, rules=_LENIENT).allowed
+
+
+def _consume(storage: Storage, user_id: str, label: str, *, at: datetime = T0) -> int | None:
+    return storage.consume_recovery_code(
+        user_id,
+        digest=_digest(label),
+        now=at,
+        audit=_audit(AuditKind.RECOVERY_CODE_USED, at=at, user_id=user_id),
+    )
+
+
+def _race(count: int, attempt: Callable[[int], _R]) -> list[_R]:
+    """Run ``attempt(0)`` ... ``attempt(count - 1)`` in ``count`` threads released together.
+
+    Returns the results in index order; re-raises the first exception a thread raised.
+    """
+    barrier = threading.Barrier(count)
+    results: dict[int, _R] = {}
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=_WAIT)
+            results[index] = attempt(index)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=_WAIT)
+    assert not any(t.is_alive() for t in threads), "a racing thread never finished (deadlock?)"
+    if errors:
+        raise errors[0]
+    return [results[i] for i in range(count)]
+
+
+class StorageConformance:
+    """Mix-in of the conformance tests. Subclass as ``Test...`` and provide a ``storage`` fixture
+    returning a fresh, empty backend (see the module docstring)."""
+
+    # -- tenants -------------------------------------------------------------------------------
+
+    def test_create_tenant_stores_policy_owner_membership_and_audit(self, storage: Storage) -> None:
+        policy = TenantPolicy(
+            tenant_id="acme",
+            name="Acme Corp",
+            two_factor_required=True,
+            activated_at=_at(5),
+            grace_period=timedelta(days=3),
+            version=7,
+        )
+        owner = _member("acme", "olga", Role.OWNER)
+        audit = _audit(AuditKind.TENANT_CREATED, tenant_id="acme", actor_id="olga", name="Acme")
+        storage.create_tenant(policy, owner, audit)
+        assert storage.get_tenant("acme") == policy
+        assert storage.get_membership("acme", "olga") == owner
+        assert storage.tenants_of_user("olga") == [policy]
+        assert _audit_log(storage) == [audit]
+
+    def test_create_tenant_with_a_taken_id_raises_tenant_exists_and_stores_nothing(
+        self, storage: Storage
+    ) -> None:
+        first = _new_tenant(storage, "acme", owner_id="olga")
+        log = _audit_log(storage)
+        with pytest.raises(TenantExists):
+            storage.create_tenant(
+                TenantPolicy(tenant_id="acme", name="Impostor", two_factor_required=True),
+                _member("acme", "mallory", Role.OWNER),
+                _audit(AuditKind.TENANT_CREATED, tenant_id="acme", actor_id="mallory"),
+            )
+        assert storage.get_tenant("acme") == first
+        assert storage.get_membership("acme", "mallory") is None
+        assert storage.tenants_of_user("mallory") == []
+        assert storage.list_memberships("acme") == [_member("acme", "olga", Role.OWNER)]
+        assert _audit_log(storage) == log
+
+    def test_get_tenant_of_an_unknown_id_is_none(self, storage: Storage) -> None:
+        _new_tenant(storage, "acme")
+        assert storage.get_tenant("globex") is None
+
+    def test_update_tenant_policy_with_the_stored_version_replaces_it_and_stores_audit(
+        self, storage: Storage
+    ) -> None:
+        policy = _new_tenant(storage, "acme")
+        new = dataclasses.replace(
+            policy,
+            two_factor_required=True,
+            activated_at=_at(60),
+            grace_period=timedelta(hours=12),
+            version=policy.version + 1,
+        )
+        audit = _audit(AuditKind.TWO_FACTOR_SWITCHED, at=_at(60), tenant_id="acme")
+        assert storage.update_tenant_policy(new, expected_version=policy.version, audit=audit)
+        assert storage.get_tenant("acme") == new
+        assert _audit_log(storage)[-1] == audit
+
+    def test_update_tenant_policy_with_a_stale_version_returns_false_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        policy = _new_tenant(storage, "acme")
+        second = dataclasses.replace(
+            policy, two_factor_required=True, activated_at=_at(1), version=1
+        )
+        assert storage.update_tenant_policy(second, expected_version=0, audit=_audit(at=_at(1)))
+        log = _audit_log(storage)
+        stale = dataclasses.replace(policy, name="Lost update", version=1)
+        changed = storage.update_tenant_policy(
+            stale, expected_version=0, audit=_audit(AuditKind.TWO_FACTOR_SWITCHED, at=_at(2))
+        )
+        assert changed is False
+        assert storage.get_tenant("acme") == second
+        assert _audit_log(storage) == log
+
+    def test_update_tenant_policy_of_an_unknown_tenant_returns_false_and_stores_nothing(
+        self, storage: Storage
+    ) -> None:
+        ghost = TenantPolicy(tenant_id="ghost", name="Ghost", version=1)
+        assert storage.update_tenant_policy(ghost, expected_version=0, audit=_audit()) is False
+        assert storage.get_tenant("ghost") is None
+        assert _audit_log(storage) == []
+
+    # -- memberships ---------------------------------------------------------------------------
+
+    def test_add_membership_stores_membership_and_audit(self, storage: Storage) -> None:
+        policy = _new_tenant(storage, "acme")
+        membership = _member("acme", "bob", Role.ADMIN)
+        audit = _audit(AuditKind.MEMBER_ADDED, tenant_id="acme", user_id="bob", role="admin")
+        storage.add_membership(membership, audit)
+        assert storage.get_membership("acme", "bob") == membership
+        assert storage.tenants_of_user("bob") == [policy]
+        assert _audit_log(storage)[-1] == audit
+
+    def test_add_membership_to_an_unknown_tenant_raises_unknown_tenant_and_stores_nothing(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme")
+        log = _audit_log(storage)
+        with pytest.raises(UnknownTenant):
+            storage.add_membership(_member("ghost", "bob"), _audit(AuditKind.MEMBER_ADDED))
+        assert storage.get_membership("ghost", "bob") is None
+        assert storage.tenants_of_user("bob") == []
+        assert storage.list_memberships("ghost") == []
+        assert _audit_log(storage) == log
+
+    def test_add_membership_of_a_member_raises_already_member_and_stores_nothing(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        _join(storage, "acme", "bob", Role.MEMBER)
+        log = _audit_log(storage)
+        with pytest.raises(AlreadyMember):
+            storage.add_membership(_member("acme", "bob", Role.ADMIN), _audit())
+        with pytest.raises(AlreadyMember):
+            storage.add_membership(_member("acme", "olga", Role.MEMBER), _audit())
+        assert storage.get_membership("acme", "bob") == _member("acme", "bob", Role.MEMBER)
+        assert storage.get_membership("acme", "olga") == _member("acme", "olga", Role.OWNER)
+        assert len(storage.list_memberships("acme")) == 2
+        assert _audit_log(storage) == log
+
+    def test_get_membership_of_a_non_member_is_none(self, storage: Storage) -> None:
+        _new_tenant(storage, "acme")
+        _new_tenant(storage, "globex")
+        _join(storage, "globex", "bob")
+        assert storage.get_membership("acme", "bob") is None
+        assert storage.get_membership("ghost", "bob") is None
+
+    def test_list_memberships_is_ordered_by_user_id_and_holds_only_that_tenant(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        _new_tenant(storage, "globex", owner_id="gina")
+        for user_id in ("zoe", "mike", "alice", "bob"):
+            _join(storage, "acme", user_id)
+        _join(storage, "globex", "carl")
+        assert storage.list_memberships("acme") == [
+            _member("acme", "alice"),
+            _member("acme", "bob"),
+            _member("acme", "mike"),
+            _member("acme", "olga", Role.OWNER),
+            _member("acme", "zoe"),
+        ]
+        assert storage.list_memberships("ghost") == []
+
+    def test_tenants_of_user_is_ordered_by_tenant_id_and_holds_only_their_tenants(
+        self, storage: Storage
+    ) -> None:
+        for tenant_id in ("t-c", "t-a", "t-d", "t-b"):
+            _new_tenant(storage, tenant_id, owner_id=f"owner-{tenant_id}")
+        for tenant_id in ("t-c", "t-a", "t-b"):
+            _join(storage, tenant_id, "bob")
+        assert [p.tenant_id for p in storage.tenants_of_user("bob")] == ["t-a", "t-b", "t-c"]
+        assert storage.tenants_of_user("nobody") == []
+
+    def test_tenants_of_user_returns_current_policies(self, storage: Storage) -> None:
+        policy = _new_tenant(storage, "acme")
+        _join(storage, "acme", "bob")
+        new = dataclasses.replace(policy, two_factor_required=True, activated_at=_at(9), version=1)
+        assert storage.update_tenant_policy(new, expected_version=0, audit=_audit(at=_at(9)))
+        assert storage.tenants_of_user("bob") == [new]
+
+    # -- the factor record and pending enrollments ---------------------------------------------
+
+    def test_get_factor_of_an_unknown_user_is_an_empty_record(self, storage: Storage) -> None:
+        assert storage.get_factor("nobody") == FactorRecord(user_id="nobody")
+
+    def test_save_pending_stores_the_pending_enrollment_and_audit(self, storage: Storage) -> None:
+        pending = _pending("p1")
+        audit = _audit(AuditKind.ENROLLMENT_BEGUN, user_id="bob", pending_id="p1")
+        storage.save_pending("bob", pending, audit=audit)
+        assert storage.get_factor("bob") == FactorRecord(user_id="bob", pending=pending)
+        assert _audit_log(storage) == [audit]
+
+    def test_save_pending_replaces_the_pending_enrollment(self, storage: Storage) -> None:
+        storage.save_pending("bob", _pending("p1", secret=b"first"), audit=_audit())
+        second = _pending("p2", secret=b"second", created_at=_at(30))
+        storage.save_pending("bob", second, audit=_audit(at=_at(30)))
+        assert storage.get_factor("bob").pending == second
+        replaced = storage.activate_pending(
+            "bob", pending_id="p1", step=5, now=_at(40), recovery=_codes("x"), audit=_audit()
+        )
+        assert replaced is None
+
+    def test_save_pending_keeps_active_secret_last_step_failures_and_recovery_codes(
+        self, storage: Storage
+    ) -> None:
+        _enroll(storage, "bob", step=1000, recovery=_codes("a", "b", "c"))
+        assert _consume(storage, "bob", "a") == 2
+        _fail(storage, "bob", 2, at=_at(5))
+        before = storage.get_factor("bob")
+        pending = _pending("replacement", secret=b"new ciphertext", created_at=_at(10))
+        storage.save_pending("bob", pending, audit=_audit(at=_at(10)))
+        assert storage.get_factor("bob") == dataclasses.replace(before, pending=pending)
+        assert _consume(storage, "bob", "a") is None
+        assert _consume(storage, "bob", "b") == 1
+
+    # -- activate_pending ----------------------------------------------------------------------
+
+    def test_activate_pending_makes_the_pending_secret_active(self, storage: Storage) -> None:
+        pending = _pending("p1", secret=b"pending secret")
+        storage.save_pending("bob", pending, audit=_audit())
+        before = storage.get_factor("bob")
+        recovery = _codes("x", "y", salt=b"fresh salt")
+        audit = _audit(AuditKind.ENROLLMENT_CONFIRMED, at=_at(30), user_id="bob")
+        epoch = storage.activate_pending(
+            "bob", pending_id="p1", step=5000, now=_at(30), recovery=recovery, audit=audit
+        )
+        assert epoch == before.epoch + 1
+        after = storage.get_factor("bob")
+        assert after.secret == b"pending secret"
+        assert after.pending is None
+        assert after.activated_at == _at(30)
+        assert after.last_step == 5000
+        assert after.epoch == epoch
+        assert after.recovery_salt == b"fresh salt"
+        assert after.recovery_codes_left == 2
+        assert _audit_log(storage)[-1] == audit
+
+    def test_activate_pending_clears_failures(self, storage: Storage) -> None:
+        storage.save_pending("bob", _pending("p1"), audit=_audit())
+        _fail(storage, "bob", 7)
+        assert storage.activate_pending(
+            "bob", pending_id="p1", step=10, now=_at(1), recovery=_codes("x"), audit=_audit()
+        )
+        assert storage.get_factor("bob").failures == 0
+        strict = ThrottleRules(free_failures=1, max_failures=1)
+        assert storage.charge_attempt("bob", now=_at(1), rules=strict).allowed
+
+    def test_activate_pending_replaces_the_active_secret_and_recovery_codes(
+        self, storage: Storage
+    ) -> None:
+        first = _enroll(storage, "bob", step=1000, recovery=_codes("a", "b"), secret=b"old")
+        storage.save_pending(
+            "bob", _pending("p2", secret=b"new", created_at=_at(60)), audit=_audit()
+        )
+        epoch = storage.activate_pending(
+            "bob",
+            pending_id="p2",
+            step=1002,
+            now=_at(60),
+            recovery=_codes("x", "y", "z", salt=b"new salt"),
+            audit=_audit(at=_at(60)),
+        )
+        assert epoch == first + 1
+        after = storage.get_factor("bob")
+        assert (after.secret, after.recovery_salt, after.recovery_codes_left) == (
+            b"new",
+            b"new salt",
+            3,
+        )
+        assert _consume(storage, "bob", "a") is None
+        assert _consume(storage, "bob", "x") == 2
+
+    def test_activate_pending_with_another_pending_id_returns_none_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        storage.save_pending("bob", _pending("p1"), audit=_audit())
+        _fail(storage, "bob", 2)
+        before, log = storage.get_factor("bob"), _audit_log(storage)
+        epoch = storage.activate_pending(
+            "bob", pending_id="p0", step=10, now=_at(1), recovery=_codes("x"), audit=_audit()
+        )
+        assert epoch is None
+        assert storage.get_factor("bob") == before
+        assert _audit_log(storage) == log
+
+    def test_activate_pending_without_a_pending_enrollment_returns_none_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        _enroll(storage, "bob", step=1000)
+        before, log = storage.get_factor("bob"), _audit_log(storage)
+        for pending_id in ("enroll-bob-1000", "p1"):
+            epoch = storage.activate_pending(
+                "bob",
+                pending_id=pending_id,
+                step=2000,
+                now=_at(1),
+                recovery=_codes("x"),
+                audit=_audit(),
+            )
+            assert epoch is None
+        assert storage.get_factor("bob") == before
+        assert _audit_log(storage) == log
+        assert (
+            storage.activate_pending(
+                "ann", pending_id="p1", step=1, now=T0, recovery=_codes("x"), audit=_audit()
+            )
+            is None
+        )
+        assert storage.get_factor("ann") == FactorRecord(user_id="ann")
+
+    def test_activate_pending_at_or_after_expiry_returns_none_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        pending = _pending("p1", ttl=timedelta(minutes=10))
+        storage.save_pending("bob", pending, audit=_audit())
+        before, log = storage.get_factor("bob"), _audit_log(storage)
+        for now in (pending.expires_at, pending.expires_at + timedelta(days=1)):
+            epoch = storage.activate_pending(
+                "bob", pending_id="p1", step=10, now=now, recovery=_codes("x"), audit=_audit()
+            )
+            assert epoch is None
+        assert storage.get_factor("bob") == before
+        assert _audit_log(storage) == log
+
+    def test_activate_pending_just_before_expiry_succeeds(self, storage: Storage) -> None:
+        pending = _pending("p1", ttl=timedelta(minutes=10))
+        storage.save_pending("bob", pending, audit=_audit())
+        now = pending.expires_at - timedelta(seconds=1)
+        epoch = storage.activate_pending(
+            "bob", pending_id="p1", step=10, now=now, recovery=_codes("x"), audit=_audit()
+        )
+        assert epoch is not None
+
+    def test_activate_pending_with_a_step_not_after_last_step_returns_none_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        _enroll(storage, "bob", step=1000)
+        storage.save_pending("bob", _pending("p2", created_at=_at(30)), audit=_audit())
+        _fail(storage, "bob", 1, at=_at(30))
+        before, log = storage.get_factor("bob"), _audit_log(storage)
+        for step in (1000, 999):
+            epoch = storage.activate_pending(
+                "bob", pending_id="p2", step=step, now=_at(31), recovery=_codes("x"), audit=_audit()
+            )
+            assert epoch is None
+        assert storage.get_factor("bob") == before
+        assert _audit_log(storage) == log
+        # The same pending enrollment with a newer step still works: the refusals were about the step.
+        assert storage.activate_pending(
+            "bob", pending_id="p2", step=1001, now=_at(31), recovery=_codes("x"), audit=_audit()
+        )
+
+    # -- charge_attempt ------------------------------------------------------------------------
+
+    def test_charge_attempt_counts_an_allowed_attempt(self, storage: Storage) -> None:
+        charge = storage.charge_attempt("bob", now=_at(3), rules=ThrottleRules())
+        assert charge == Charge(allowed=True, failures=1)
+        factor = storage.get_factor("bob")
+        assert (factor.failures, factor.last_failure_at) == (1, _at(3))
+
+    def test_charge_attempt_allows_the_free_failures_without_waiting(
+        self, storage: Storage
+    ) -> None:
+        rules = ThrottleRules(free_failures=3)
+        charges = [storage.charge_attempt("bob", now=T0, rules=rules) for _ in range(3)]
+        assert charges == [Charge(allowed=True, failures=n) for n in (1, 2, 3)]
+
+    def test_charge_attempt_refuses_while_waiting_and_counts_nothing(
+        self, storage: Storage
+    ) -> None:
+        rules = ThrottleRules(free_failures=3, base_delay=timedelta(seconds=30))
+        for _ in range(3):
+            storage.charge_attempt("bob", now=T0, rules=rules)
+        for now in (T0, _at(29)):
+            charge = storage.charge_attempt("bob", now=now, rules=rules)
+            assert charge == Charge(allowed=False, failures=3, retry_at=_at(30))
+        factor = storage.get_factor("bob")
+        assert (factor.failures, factor.last_failure_at) == (3, T0)
+
+    def test_charge_attempt_allows_again_once_the_delay_has_passed(self, storage: Storage) -> None:
+        rules = ThrottleRules(free_failures=3, base_delay=timedelta(seconds=30))
+        for _ in range(3):
+            storage.charge_attempt("bob", now=T0, rules=rules)
+        assert storage.charge_attempt("bob", now=_at(30), rules=rules) == Charge(
+            allowed=True, failures=4
+        )
+        refused = storage.charge_attempt("bob", now=_at(89), rules=rules)
+        assert refused == Charge(allowed=False, failures=4, retry_at=_at(90))
+
+    def test_charge_attempt_refuses_for_good_at_max_failures_and_counts_nothing(
+        self, storage: Storage
+    ) -> None:
+        second = timedelta(seconds=1)
+        rules = ThrottleRules(free_failures=2, max_failures=3, base_delay=second, max_delay=second)
+        for now in (T0, T0, _at(1)):
+            assert storage.charge_attempt("bob", now=now, rules=rules).allowed
+        for now in (_at(2), _at(10**6)):
+            charge = storage.charge_attempt("bob", now=now, rules=rules)
+            assert charge == Charge(allowed=False, failures=3, retry_at=None, locked_for_good=True)
+        factor = storage.get_factor("bob")
+        assert (factor.failures, factor.last_failure_at) == (3, _at(1))
+
+    def test_charge_attempt_follows_throttle_allowance(self, storage: Storage) -> None:
+        rules = ThrottleRules(
+            free_failures=2,
+            base_delay=timedelta(seconds=10),
+            max_delay=timedelta(seconds=40),
+            max_failures=7,
+        )
+        schedule = [0, 0, 0, 5, 10, 29, 30, 69, 70, 100, 110, 149, 150, 151, 10**5]
+        failures, last_failure_at = 0, None
+        refused_waiting = refused_for_good = 0
+        for offset in schedule:
+            now = _at(offset)
+            expected = allowance(
+                failures=failures, last_failure_at=last_failure_at, now=now, rules=rules
+            )
+            charge = storage.charge_attempt("bob", now=now, rules=rules)
+            if expected.allowed:
+                failures, last_failure_at = failures + 1, now
+            if expected.locked_for_good:
+                refused_for_good += 1
+            elif not expected.allowed:
+                refused_waiting += 1
+            assert charge == Charge(
+                allowed=expected.allowed,
+                failures=failures,
+                retry_at=expected.retry_at,
+                locked_for_good=expected.locked_for_good,
+            ), f"at +{offset}s"
+            factor = storage.get_factor("bob")
+            assert (factor.failures, factor.last_failure_at) == (failures, last_failure_at)
+        assert refused_waiting > 0
+        assert refused_for_good > 0
+
+    def test_charge_attempt_counts_each_user_separately(self, storage: Storage) -> None:
+        rules = ThrottleRules(free_failures=3)
+        for _ in range(4):
+            storage.charge_attempt("ann", now=T0, rules=rules)
+        assert storage.charge_attempt("ben", now=T0, rules=rules) == Charge(
+            allowed=True, failures=1
+        )
+        assert storage.get_factor("ann").failures == 3
+
+    # -- record_code_success -------------------------------------------------------------------
+
+    def test_record_code_success_accepts_a_newer_step_and_clears_failures(
+        self, storage: Storage
+    ) -> None:
+        epoch = _enroll(storage, "bob", step=1000)
+        _fail(storage, "bob", 3, at=_at(20))
+        before = storage.get_factor("bob")
+        audit = _audit(AuditKind.CODE_ACCEPTED, at=_at(30), tenant_id="acme", user_id="bob")
+        accepted = storage.record_code_success(
+            "bob", step=1001, expected_epoch=epoch, now=_at(30), audit=audit
+        )
+        assert accepted is True
+        after = storage.get_factor("bob")
+        assert dataclasses.replace(after, last_failure_at=None) == dataclasses.replace(
+            before, last_step=1001, failures=0, last_failure_at=None
+        )
+        assert _audit_log(storage)[-1] == audit
+
+    def test_record_code_success_of_a_used_or_older_step_returns_false_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        epoch = _enroll(storage, "bob", step=1000)
+        assert storage.record_code_success(
+            "bob", step=1003, expected_epoch=epoch, now=_at(1), audit=_audit()
+        )
+        _fail(storage, "bob", 2, at=_at(2))
+        before, log = storage.get_factor("bob"), _audit_log(storage)
+        for step in (1003, 1002, 1000, -1):
+            accepted = storage.record_code_success(
+                "bob", step=step, expected_epoch=epoch, now=_at(3), audit=_audit()
+            )
+            assert accepted is False, step
+        assert storage.get_factor("bob") == before
+        assert _audit_log(storage) == log
+
+    def test_record_code_success_with_another_epoch_returns_false_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        epoch = _enroll(storage, "bob", step=1000)
+        _fail(storage, "bob", 2)
+        before, log = storage.get_factor("bob"), _audit_log(storage)
+        for other in (epoch - 1, epoch + 1):
+            accepted = storage.record_code_success(
+                "bob", step=1001, expected_epoch=other, now=_at(1), audit=_audit()
+            )
+            assert accepted is False
+        assert storage.get_factor("bob") == before
+        assert _audit_log(storage) == log
+
+    def test_record_code_success_without_an_active_secret_returns_false_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        storage.save_pending("bob", _pending("p1"), audit=_audit())
+        _fail(storage, "bob", 2)
+        before, log = storage.get_factor("bob"), _audit_log(storage)
+        accepted = storage.record_code_success(
+            "bob", step=10, expected_epoch=before.epoch, now=_at(1), audit=_audit()
+        )
+        assert accepted is False
+        assert storage.get_factor("bob") == before
+        assert _audit_log(storage) == log
+        nobody = storage.record_code_success(
+            "nobody", step=10, expected_epoch=0, now=_at(1), audit=_audit()
+        )
+        assert nobody is False
+        assert storage.get_factor("nobody") == FactorRecord(user_id="nobody")
+
+    # -- recovery codes ------------------------------------------------------------------------
+
+    def test_consume_recovery_code_marks_it_used_clears_failures_and_returns_codes_left(
+        self, storage: Storage
+    ) -> None:
+        _enroll(storage, "bob", recovery=_codes("a", "b", "c"))
+        _fail(storage, "bob", 3)
+        before = storage.get_factor("bob")
+        audit = _audit(AuditKind.RECOVERY_CODE_USED, at=_at(5), user_id="bob")
+        left = storage.consume_recovery_code("bob", digest=_digest("b"), now=_at(5), audit=audit)
+        assert left == 2
+        after = storage.get_factor("bob")
+        assert dataclasses.replace(after, last_failure_at=None) == dataclasses.replace(
+            before, failures=0, last_failure_at=None, recovery_codes_left=2
+        )
+        assert _audit_log(storage)[-1] == audit
+
+    def test_consume_recovery_code_twice_fails_the_second_time_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        _enroll(storage, "bob", recovery=_codes("a", "b", "c"))
+        assert _consume(storage, "bob", "a") == 2
+        _fail(storage, "bob", 2)
+        before, log = storage.get_factor("bob"), _audit_log(storage)
+        assert _consume(storage, "bob", "a") is None
+        assert storage.get_factor("bob") == before
+        assert _audit_log(storage) == log
+
+    def test_consume_recovery_code_counts_down_each_code_once(self, storage: Storage) -> None:
+        _enroll(storage, "bob", recovery=_codes("a", "b", "c"))
+        assert [_consume(storage, "bob", label) for label in ("c", "a", "b")] == [2, 1, 0]
+        assert storage.get_factor("bob").recovery_codes_left == 0
+        assert [_consume(storage, "bob", label) for label in ("a", "b", "c")] == [None] * 3
+
+    def test_consume_unknown_recovery_code_returns_none_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        _enroll(storage, "bob", recovery=_codes("a", "b"))
+        _fail(storage, "bob", 2)
+        before, log = storage.get_factor("bob"), _audit_log(storage)
+        assert _consume(storage, "bob", "z") is None
+        assert storage.get_factor("bob") == before
+        assert _audit_log(storage) == log
+
+    def test_consume_recovery_code_of_a_user_without_codes_returns_none(
+        self, storage: Storage
+    ) -> None:
+        storage.save_pending("bob", _pending("p1"), audit=_audit())
+        before = storage.get_factor("bob")
+        assert _consume(storage, "bob", "a") is None
+        assert _consume(storage, "nobody", "a") is None
+        assert storage.get_factor("bob") == before
+        assert storage.get_factor("nobody") == FactorRecord(user_id="nobody")
+
+    def test_replace_recovery_codes_swaps_the_set_and_bumps_the_epoch(
+        self, storage: Storage
+    ) -> None:
+        epoch = _enroll(storage, "bob", step=1000, recovery=_codes("a", "b", "c"))
+        assert _consume(storage, "bob", "a") == 2
+        before = storage.get_factor("bob")
+        audit = _audit(AuditKind.RECOVERY_CODES_REGENERATED, at=_at(9), user_id="bob")
+        new_epoch = storage.replace_recovery_codes(
+            "bob",
+            recovery=_codes("w", "x", "y", "z", salt=b"second salt"),
+            expected_epoch=epoch,
+            audit=audit,
+        )
+        assert new_epoch == epoch + 1
+        assert storage.get_factor("bob") == dataclasses.replace(
+            before, epoch=epoch + 1, recovery_salt=b"second salt", recovery_codes_left=4
+        )
+        assert _audit_log(storage)[-1] == audit
+        assert _consume(storage, "bob", "b") is None
+        assert _consume(storage, "bob", "x") == 3
+
+    def test_replace_recovery_codes_with_a_stale_epoch_returns_none_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        epoch = _enroll(storage, "bob", recovery=_codes("a", "b"))
+        before, log = storage.get_factor("bob"), _audit_log(storage)
+        for other in (epoch - 1, epoch + 1):
+            replaced = storage.replace_recovery_codes(
+                "bob", recovery=_codes("x"), expected_epoch=other, audit=_audit()
+            )
+            assert replaced is None
+        assert storage.get_factor("bob") == before
+        assert _audit_log(storage) == log
+        assert _consume(storage, "bob", "x") is None
+        assert _consume(storage, "bob", "a") == 1
+
+    def test_replace_recovery_codes_of_a_user_not_enrolled_returns_none_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        storage.save_pending("bob", _pending("p1"), audit=_audit())
+        before, log = storage.get_factor("bob"), _audit_log(storage)
+        replaced = storage.replace_recovery_codes(
+            "bob", recovery=_codes("x"), expected_epoch=before.epoch, audit=_audit()
+        )
+        assert replaced is None
+        assert storage.get_factor("bob") == before
+        assert _audit_log(storage) == log
+        assert _consume(storage, "bob", "x") is None
+
+    # -- reset_factor --------------------------------------------------------------------------
+
+    def test_reset_factor_removes_secrets_codes_and_failures_keeps_last_step_and_bumps_epoch(
+        self, storage: Storage
+    ) -> None:
+        epoch = _enroll(storage, "bob", step=1000, recovery=_codes("a", "b"))
+        storage.save_pending("bob", _pending("p2", created_at=_at(5)), audit=_audit())
+        _fail(storage, "bob", 4, at=_at(6))
+        audit = _audit(AuditKind.TWO_FACTOR_RESET, at=_at(7), tenant_id="acme", user_id="bob")
+        new_epoch = storage.reset_factor("bob", audit=audit)
+        assert new_epoch == epoch + 1
+        after = storage.get_factor("bob")
+        assert after.secret is None
+        assert after.pending is None
+        assert after.recovery_salt is None
+        assert after.recovery_codes_left == 0
+        assert after.failures == 0
+        assert after.last_step == 1000
+        assert after.epoch == epoch + 1
+        assert _audit_log(storage)[-1] == audit
+        assert _consume(storage, "bob", "b") is None
+
+    def test_reset_factor_of_a_pending_enrollment_removes_it(self, storage: Storage) -> None:
+        storage.save_pending("bob", _pending("p1"), audit=_audit())
+        before = storage.get_factor("bob")
+        assert storage.reset_factor("bob", audit=_audit()) == before.epoch + 1
+        after = storage.get_factor("bob")
+        assert (after.pending, after.secret, after.epoch) == (None, None, before.epoch + 1)
+        assert (
+            storage.activate_pending(
+                "bob", pending_id="p1", step=10, now=_at(1), recovery=_codes("x"), audit=_audit()
+            )
+            is None
+        )
+
+    def test_reset_factor_of_an_expired_pending_enrollment_removes_it(
+        self, storage: Storage
+    ) -> None:
+        # Expired by any clock, the backend's own included.
+        long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+        storage.save_pending("bob", _pending("p1", created_at=long_ago), audit=_audit())
+        before = storage.get_factor("bob")
+        assert storage.reset_factor("bob", audit=_audit()) == before.epoch + 1
+        assert storage.get_factor("bob").pending is None
+
+    def test_reset_factor_of_a_user_with_only_failures_clears_them(self, storage: Storage) -> None:
+        second = timedelta(seconds=1)
+        rules = ThrottleRules(free_failures=1, max_failures=2, base_delay=second, max_delay=second)
+        for now in (T0, _at(1)):
+            assert storage.charge_attempt("bob", now=now, rules=rules).allowed
+        assert storage.charge_attempt("bob", now=_at(9), rules=rules).locked_for_good
+        before = storage.get_factor("bob")
+        audit = _audit(AuditKind.TWO_FACTOR_RESET, at=_at(10), user_id="bob")
+        assert storage.reset_factor("bob", audit=audit) == before.epoch + 1
+        after = storage.get_factor("bob")
+        assert (after.failures, after.epoch) == (0, before.epoch + 1)
+        assert storage.charge_attempt("bob", now=_at(10), rules=rules).allowed
+        assert audit in _audit_log(storage)
+
+    def test_reset_factor_with_nothing_to_reset_returns_none_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        assert storage.reset_factor("nobody", audit=_audit()) is None
+        assert storage.get_factor("nobody") == FactorRecord(user_id="nobody")
+        _enroll(storage, "ann")
+        assert storage.reset_factor("ann", audit=_audit())
+        reset_ann, log = storage.get_factor("ann"), _audit_log(storage)
+        assert storage.reset_factor("ann", audit=_audit()) is None
+        assert storage.get_factor("ann") == reset_ann
+        assert _audit_log(storage) == log
+
+    def test_reset_factor_keeps_used_time_steps_closed(self, storage: Storage) -> None:
+        _enroll(storage, "bob", step=1000)
+        assert storage.reset_factor("bob", audit=_audit())
+        storage.save_pending("bob", _pending("again", created_at=_at(60)), audit=_audit())
+        recovery = _codes("x")
+        assert (
+            storage.activate_pending(
+                "bob", pending_id="again", step=1000, now=_at(60), recovery=recovery, audit=_audit()
+            )
+            is None
+        )
+        assert storage.activate_pending(
+            "bob", pending_id="again", step=1001, now=_at(60), recovery=recovery, audit=_audit()
+        )
+
+    # -- audit ---------------------------------------------------------------------------------
+
+    def test_append_audit_stores_the_record_as_given(self, storage: Storage) -> None:
+        record = _audit(
+            AuditKind.LOCKED_OUT,
+            at=_at(42),
+            tenant_id="acme",
+            user_id="bob",
+            actor_id="olga",
+            failures="5",
+            until="2026-01-01T00:01:12+00:00",
+        )
+        storage.append_audit(record)
+        assert _audit_log(storage) == [record]
+
+    def test_audit_records_filter_by_tenant(self, storage: Storage) -> None:
+        in_acme = _audit(tenant_id="acme", user_id="bob")
+        for record in (in_acme, _audit(tenant_id="globex", user_id="bob"), _audit(user_id="bob")):
+            storage.append_audit(record)
+        assert storage.audit_records(AuditQuery(tenant_id="acme")) == [in_acme]
+
+    def test_audit_records_filter_by_user_as_subject_or_actor(self, storage: Storage) -> None:
+        about_bob = _audit(user_id="bob", at=_at(1))
+        by_bob = _audit(user_id="ann", actor_id="bob", at=_at(2))
+        neither = _audit(user_id="ann", actor_id="olga", at=_at(3))
+        for record in (about_bob, by_bob, neither):
+            storage.append_audit(record)
+        assert storage.audit_records(AuditQuery(user_id="bob")) == [about_bob, by_bob]
+
+    def test_audit_records_filter_by_kinds(self, storage: Storage) -> None:
+        accepted = _audit(AuditKind.CODE_ACCEPTED, at=_at(1))
+        reset = _audit(AuditKind.TWO_FACTOR_RESET, at=_at(2))
+        for record in (accepted, _audit(AuditKind.CODE_REJECTED, at=_at(3)), reset):
+            storage.append_audit(record)
+        kinds = frozenset({AuditKind.CODE_ACCEPTED, AuditKind.TWO_FACTOR_RESET})
+        assert storage.audit_records(AuditQuery(kinds=kinds)) == [accepted, reset]
+
+    def test_audit_records_since_is_inclusive_and_until_is_exclusive(
+        self, storage: Storage
+    ) -> None:
+        records = [_audit(at=_at(seconds)) for seconds in (0, 10, 20, 30)]
+        for record in records:
+            storage.append_audit(record)
+        query = AuditQuery(since=_at(10), until=_at(30))
+        assert storage.audit_records(query) == records[1:3]
+
+    def test_audit_records_are_oldest_first(self, storage: Storage) -> None:
+        late, early, middle = _audit(at=_at(20)), _audit(at=_at(0)), _audit(at=_at(10))
+        for record in (late, early, middle):
+            storage.append_audit(record)
+        assert _audit_log(storage) == [early, middle, late]
+
+    def test_audit_records_at_the_same_time_keep_insertion_order(self, storage: Storage) -> None:
+        first, second = _audit(at=_at(10)), _audit(at=_at(0))
+        third, fourth = _audit(at=_at(10)), _audit(at=_at(0))
+        same = [_audit(AuditKind.CODE_REJECTED, at=_at(5), reason=str(i)) for i in range(6)]
+        for record in (first, second, *same, third, fourth):
+            storage.append_audit(record)
+        assert _audit_log(storage) == [second, fourth, *same, first, third]
+
+    def test_audit_records_pages_with_limit_and_offset_after_filtering_and_ordering(
+        self, storage: Storage
+    ) -> None:
+        acme = [_audit(tenant_id="acme", at=_at(i)) for i in range(7)]
+        for i, record in enumerate(reversed(acme)):
+            storage.append_audit(record)
+            storage.append_audit(_audit(tenant_id="globex", at=_at(i)))
+        assert storage.audit_records(AuditQuery(tenant_id="acme", limit=3, offset=2)) == acme[2:5]
+        assert storage.audit_records(AuditQuery(tenant_id="acme", limit=3, offset=6)) == acme[6:]
+        assert storage.audit_records(AuditQuery(tenant_id="acme", limit=3, offset=7)) == []
+        assert storage.audit_records(AuditQuery(tenant_id="acme", limit=2)) == acme[:2]
+
+    def test_audit_records_combine_every_filter(self, storage: Storage) -> None:
+        wanted = _audit(AuditKind.CODE_ACCEPTED, at=_at(10), tenant_id="acme", user_id="bob")
+        others = [
+            _audit(AuditKind.CODE_REJECTED, at=_at(10), tenant_id="acme", user_id="bob"),
+            _audit(AuditKind.CODE_ACCEPTED, at=_at(10), tenant_id="globex", user_id="bob"),
+            _audit(AuditKind.CODE_ACCEPTED, at=_at(10), tenant_id="acme", user_id="ann"),
+            _audit(AuditKind.CODE_ACCEPTED, at=_at(30), tenant_id="acme", user_id="bob"),
+        ]
+        for record in (*others, wanted):
+            storage.append_audit(record)
+        query = AuditQuery(
+            tenant_id="acme",
+            user_id="bob",
+            kinds=frozenset({AuditKind.CODE_ACCEPTED}),
+            since=_at(10),
+            until=_at(30),
+        )
+        assert storage.audit_records(query) == [wanted]
+
+    # -- isolation -----------------------------------------------------------------------------
+
+    def test_colliding_user_ids_in_several_tenants_keep_separate_memberships(
+        self, storage: Storage
+    ) -> None:
+        acme = _new_tenant(storage, "acme", owner_id="olga")
+        globex = _new_tenant(storage, "globex", owner_id="olga")
+        _join(storage, "acme", "bob", Role.MEMBER)
+        _join(storage, "globex", "bob", Role.ADMIN)
+        _join(storage, "globex", "carl")
+        assert storage.get_membership("acme", "bob") == _member("acme", "bob", Role.MEMBER)
+        assert storage.get_membership("globex", "bob") == _member("globex", "bob", Role.ADMIN)
+        assert [m.user_id for m in storage.list_memberships("acme")] == ["bob", "olga"]
+        assert storage.tenants_of_user("olga") == [acme, globex]
+        assert storage.tenants_of_user("carl") == [globex]
+
+    def test_audit_records_of_a_tenant_exclude_other_tenants_with_the_same_user_ids(
+        self, storage: Storage
+    ) -> None:
+        acme = _audit(tenant_id="acme", user_id="bob", actor_id="olga")
+        storage.append_audit(acme)
+        storage.append_audit(_audit(tenant_id="globex", user_id="bob", actor_id="olga"))
+        assert storage.audit_records(AuditQuery(tenant_id="acme", user_id="bob")) == [acme]
+        assert storage.audit_records(AuditQuery(tenant_id="acme", user_id="olga")) == [acme]
+
+    def test_factors_of_users_are_independent(self, storage: Storage) -> None:
+        same_codes = _codes("a", "b")
+        _enroll(storage, "ann", step=1000, recovery=same_codes, secret=b"ann")
+        _enroll(storage, "ben", step=2000, recovery=same_codes, secret=b"ben")
+        _fail(storage, "ben", 3)
+        ann = storage.get_factor("ann")
+        assert _consume(storage, "ben", "a") == 1
+        assert storage.reset_factor("ben", audit=_audit())
+        assert storage.get_factor("ann") == ann
+        assert (ann.secret, ann.last_step, ann.failures) == (b"ann", 1000, 0)
+        assert _consume(storage, "ann", "a") == 1
+
+    def test_identifiers_are_compared_exactly(self, storage: Storage) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        _new_tenant(storage, "ACME", owner_id="Olga")
+        _join(storage, "acme", "Bob")
+        _join(storage, "acme", "bob ")
+        _join(storage, "acme", "bob")
+        assert [m.user_id for m in storage.list_memberships("ACME")] == ["Olga"]
+        assert storage.get_membership("acme", "BOB") is None
+        _enroll(storage, "bob", step=1000)
+        for lookalike in ("Bob", "bob ", "BOB", "böb"):
+            assert storage.get_factor(lookalike) == FactorRecord(user_id=lookalike)
+            assert _consume(storage, lookalike, "a") is None
+
+    # -- large values and times ----------------------------------------------------------------
+
+    def test_time_steps_beyond_32_bits_are_stored_exactly(self, storage: Storage) -> None:
+        step = 2**33 + 7
+        epoch = _enroll(storage, "bob", step=step)
+        assert storage.get_factor("bob").last_step == step
+        # 2**32 + 8 would wrap around to a newer-looking step if the column were 32 bits wide.
+        for older in (7, 8, 2**32 + 8, step):
+            assert not storage.record_code_success(
+                "bob", step=older, expected_epoch=epoch, now=T0, audit=_audit()
+            )
+        assert storage.record_code_success(
+            "bob", step=step + 1, expected_epoch=epoch, now=T0, audit=_audit()
+        )
+        assert storage.get_factor("bob").last_step == step + 1
+
+    def test_time_steps_up_to_the_signed_64_bit_limit_are_stored_exactly(
+        self, storage: Storage
+    ) -> None:
+        largest = 2**63 - 1
+        epoch = _enroll(storage, "bob", step=largest - 1)
+        assert storage.record_code_success(
+            "bob", step=largest, expected_epoch=epoch, now=T0, audit=_audit()
+        )
+        assert storage.get_factor("bob").last_step == largest
+        assert not storage.record_code_success(
+            "bob", step=largest, expected_epoch=epoch, now=T0, audit=_audit()
+        )
+
+    def test_times_come_back_equal_and_aware_utc(self, storage: Storage) -> None:
+        policy = dataclasses.replace(
+            _new_tenant(storage, "acme"), two_factor_required=True, activated_at=_at(1), version=1
+        )
+        switched = _audit(AuditKind.TWO_FACTOR_SWITCHED, at=_at(1), tenant_id="acme")
+        assert storage.update_tenant_policy(policy, expected_version=0, audit=switched)
+        pending = _pending("p1", created_at=_at(2), ttl=timedelta(minutes=7))
+        storage.save_pending("bob", pending, audit=_audit(at=_at(2)))
+        storage.charge_attempt("bob", now=_at(3), rules=_LENIENT)
+        assert storage.activate_pending(
+            "bob", pending_id="p1", step=10, now=_at(4), recovery=_codes("x"), audit=_audit()
+        )
+        storage.save_pending("bob", _pending("p2", created_at=_at(5)), audit=_audit())
+        storage.charge_attempt("bob", now=_at(6), rules=_LENIENT)
+        factor = storage.get_factor("bob")
+        stored_policy = storage.get_tenant("acme")
+        assert stored_policy is not None
+        assert factor.pending is not None
+        times = {
+            "policy.activated_at": (stored_policy.activated_at, _at(1)),
+            "activated_at": (factor.activated_at, _at(4)),
+            "pending.created_at": (factor.pending.created_at, _at(5)),
+            "pending.expires_at": (factor.pending.expires_at, _at(5 + 600)),
+            "last_failure_at": (factor.last_failure_at, _at(6)),
+            "audit.at": (
+                next(r.at for r in _audit_log(storage) if r.record_id == switched.record_id),
+                _at(1),
+            ),
+        }
+        for name, (got, want) in times.items():
+            assert got == want, name
+            assert got is not None
+            assert got.utcoffset() == timedelta(0), name
+
+    # -- concurrency ---------------------------------------------------------------------------
+
+    def test_concurrent_create_tenant_with_one_id_creates_it_once(self, storage: Storage) -> None:
+        def create(i: int) -> bool:
+            try:
+                storage.create_tenant(
+                    TenantPolicy(tenant_id="acme", name=f"Acme {i}"),
+                    _member("acme", f"owner-{i}", Role.OWNER),
+                    _audit(AuditKind.TENANT_CREATED, tenant_id="acme", actor_id=f"owner-{i}"),
+                )
+            except TenantExists:
+                return False
+            return True
+
+        created = _race(THREADS, create)
+        assert created.count(True) == 1
+        winner = created.index(True)
+        assert storage.get_tenant("acme") == TenantPolicy(tenant_id="acme", name=f"Acme {winner}")
+        assert storage.list_memberships("acme") == [_member("acme", f"owner-{winner}", Role.OWNER)]
+        assert len(_audit_log(storage)) == 1
+
+    def test_concurrent_update_tenant_policy_from_one_version_succeeds_once(
+        self, storage: Storage
+    ) -> None:
+        policy = _new_tenant(storage, "acme")
+
+        def update(i: int) -> bool:
+            new = dataclasses.replace(policy, name=f"Acme {i}", version=policy.version + 1)
+            return storage.update_tenant_policy(
+                new, expected_version=policy.version, audit=_audit(AuditKind.TWO_FACTOR_SWITCHED)
+            )
+
+        updated = _race(THREADS, update)
+        assert updated.count(True) == 1
+        stored = storage.get_tenant("acme")
+        assert stored is not None
+        assert stored.name == f"Acme {updated.index(True)}"
+        kinds = frozenset({AuditKind.TWO_FACTOR_SWITCHED})
+        assert len(storage.audit_records(AuditQuery(kinds=kinds))) == 1
+
+    def test_concurrent_record_code_success_of_one_step_accepts_it_once(
+        self, storage: Storage
+    ) -> None:
+        epoch = _enroll(storage, "bob", step=1000)
+        audits = [
+            _audit(AuditKind.CODE_ACCEPTED, at=_at(30), user_id="bob") for _ in range(THREADS)
+        ]
+
+        def verify(i: int) -> bool:
+            return storage.record_code_success(
+                "bob", step=1001, expected_epoch=epoch, now=_at(30), audit=audits[i]
+            )
+
+        accepted = _race(THREADS, verify)
+        assert accepted.count(True) == 1
+        assert storage.get_factor("bob").last_step == 1001
+        kinds = frozenset({AuditKind.CODE_ACCEPTED})
+        assert storage.audit_records(AuditQuery(kinds=kinds)) == [audits[accepted.index(True)]]
+
+    def test_concurrent_consume_of_one_recovery_code_succeeds_once(self, storage: Storage) -> None:
+        _enroll(storage, "bob", recovery=_codes("a", "b", "c"))
+
+        def use(_: int) -> int | None:
+            return _consume(storage, "bob", "b", at=_at(30))
+
+        left = _race(THREADS, use)
+        assert [n for n in left if n is not None] == [2]
+        assert storage.get_factor("bob").recovery_codes_left == 2
+        kinds = frozenset({AuditKind.RECOVERY_CODE_USED})
+        assert len(storage.audit_records(AuditQuery(kinds=kinds))) == 1
+        assert _consume(storage, "bob", "a") == 1
+        assert _consume(storage, "bob", "c") == 0
+
+    def test_concurrent_charge_attempts_let_through_exactly_the_free_failures(
+        self, storage: Storage
+    ) -> None:
+        rules = ThrottleRules()
+
+        def charge(_: int) -> Charge:
+            return storage.charge_attempt("bob", now=_at(30), rules=rules)
+
+        charges = _race(CHARGE_THREADS, charge)
+        allowed = sorted(c.failures for c in charges if c.allowed)
+        assert allowed == list(range(1, rules.free_failures + 1))
+        assert storage.get_factor("bob").failures == rules.free_failures
+        refused = [c for c in charges if not c.allowed]
+        assert all(c.failures == rules.free_failures for c in refused)
+
+    def test_concurrent_activate_pending_of_one_enrollment_activates_once(
+        self, storage: Storage
+    ) -> None:
+        storage.save_pending("bob", _pending("p1", secret=b"the pending secret"), audit=_audit())
+        audits = [_audit(AuditKind.ENROLLMENT_CONFIRMED, user_id="bob") for _ in range(THREADS)]
+
+        def confirm(i: int) -> int | None:
+            return storage.activate_pending(
+                "bob",
+                pending_id="p1",
+                step=1000,
+                now=_at(30),
+                recovery=_codes(f"code-{i}"),
+                audit=audits[i],
+            )
+
+        epochs = _race(THREADS, confirm)
+        assert [e for e in epochs if e is not None] == [1]
+        winner = next(i for i, e in enumerate(epochs) if e is not None)
+        factor = storage.get_factor("bob")
+        assert (factor.secret, factor.epoch, factor.pending) == (b"the pending secret", 1, None)
+        kinds = frozenset({AuditKind.ENROLLMENT_CONFIRMED})
+        assert storage.audit_records(AuditQuery(kinds=kinds)) == [audits[winner]]
+        loser = (winner + 1) % THREADS
+        assert _consume(storage, "bob", f"code-{loser}") is None
+        assert _consume(storage, "bob", f"code-{winner}") == 0
