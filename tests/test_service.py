@@ -637,3 +637,59 @@ def test_rotating_the_keyring_keeps_old_secrets_working(
     pending = tf2.storage.get_factor("carol").pending
     assert pending is not None
     assert rotated.key_id_of(pending.secret) == "k2"
+
+
+@pytest.mark.parametrize("issuer", ["", " Onum", "Onum ", "On:um", "On\num"])
+def test_an_issuer_authenticator_apps_cannot_show_is_refused_at_configuration(issuer: str) -> None:
+    with pytest.raises(ConfigurationError):
+        Config(issuer=issuer)
+
+
+def test_codes_for_a_user_with_nothing_enrolled_are_invalid_and_never_lock_them(
+    tf: TwoFactor, clock: FakeClock
+) -> None:
+    tf.create_tenant("B", name="B", owner_id="olga")
+    tf.add_member("B", "bob")
+    tf.set_two_factor("B", actor_id="olga", enabled=True)
+    _later(clock)
+    login = tf.start_session("bob")
+    for n in range(tf.config.throttle.max_failures + 10):
+        assert tf.verify_code(login, "B", f"{n:06d}").reason is Reason.INVALID
+        assert tf.use_recovery_code(login, "B", "AAAA-AAAA-AAAA-AAAA").reason is Reason.INVALID
+    assert tf.user_status("bob").failures == 0
+    assert tf.login_step(login, "B").kind is StepKind.ENROLL
+
+
+def test_an_owner_reset_lets_in_a_user_locked_by_confirmation_codes_of_an_expired_secret(
+    clock: FakeClock,
+) -> None:
+    tf = TwoFactor(
+        storage=MemoryStorage(),
+        keyring=Keyring.generate(),
+        clock=clock,
+        config=Config(
+            throttle=ThrottleRules(free_failures=2, max_failures=3),
+            recovery_hasher=RecoveryCodeHasher(n=2**4),
+        ),
+    )
+    tf.create_tenant("B", name="B", owner_id="olga")
+    tf.add_member("B", "bob")
+    tf.set_two_factor("B", actor_id="olga", enabled=True)
+    _later(clock)
+    login = tf.start_session("bob")
+    provisioning = tf.begin_enrollment(login)
+    wrong = f"{(int(pending_code_for(tf, 'bob')) + 500_000) % 1_000_000:06d}"
+    while not tf.user_status("bob").locked or tf.user_status("bob").retry_at is not None:
+        status = tf.user_status("bob")
+        if status.retry_at is not None:
+            clock.set(status.retry_at)
+        assert tf.confirm_enrollment(login, wrong).reason is Reason.INVALID
+    clock.set(provisioning.expires_at)
+    assert tf.user_status("bob").state is EnrollmentState.NONE
+    login = tf.verify_identity(login)
+    assert tf.login_step(login, "B").kind is StepKind.LOCKED
+    tf.reset_two_factor("B", "bob", actor_id="olga")
+    assert tf.user_status("bob").failures == 0
+    assert tf.login_step(login, "B").kind is StepKind.ENROLL
+    with pytest.raises(InvalidTransition):  # and now there is nothing left to reset
+        tf.reset_two_factor("B", "bob", actor_id="olga")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from tenant2fa.errors import ConfigurationError
+from tenant2fa.errors import ConfigurationError, InvalidInput
 from tenant2fa.flow import FlowConfig
 from tenant2fa.policy import DEFAULT_TOGGLE_ROLES, Role
 from tenant2fa.recovery import RecoveryCodeHasher
 from tenant2fa.throttle import ThrottleRules
-from tenant2fa.totp import TotpSettings
+from tenant2fa.totp import TotpSettings, check_label_part
 
 __all__ = ["Config"]
 
@@ -39,8 +39,10 @@ class Config:
     recovery_hasher: RecoveryCodeHasher = field(default_factory=RecoveryCodeHasher)
 
     def __post_init__(self) -> None:
-        if not self.issuer or ":" in self.issuer:
-            raise ConfigurationError("issuer must be non-empty and contain no colon")
+        try:
+            check_label_part(self.issuer, "issuer")
+        except InvalidInput as exc:
+            raise ConfigurationError(str(exc)) from None
         if not timedelta(seconds=30) <= self.reauth_window <= timedelta(hours=24):
             raise ConfigurationError("reauth_window must be between 30 seconds and 24 hours")
         if not timedelta(minutes=1) <= self.pending_ttl <= timedelta(hours=24):

@@ -152,7 +152,9 @@ def next_step(
 
     deadlines = [d for d in (p.enrollment_deadline() for p in requiring) if d is not None]
     enroll_by = min(deadlines) if deadlines else None
-    in_grace = enroll_by is not None and now < enroll_by
+    # Only a grace period makes enrolling skippable: a tenant without one, activated "in the
+    # future" by a clock ahead of ours, must not open a window for deferring.
+    in_grace = enroll_by is not None and now < enroll_by and all(p.grace_period for p in requiring)
     deferred = login.enrollment_deferred_until
     if in_grace and deferred is not None and now < deferred:
         return step(StepKind.DONE)

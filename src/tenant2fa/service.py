@@ -541,21 +541,21 @@ class TwoFactor:
         now = self._now()
         try:
             self._member(tenant_id, user_id)
+            factor = self.storage.get_factor(user_id)
+            if factor.secret is None:
+                # Nothing to guess: answer as for a wrong code, but count nothing, so that no one
+                # can lock out a user who has not enrolled yet.
+                self._reject(AuditKind.CODE_REJECTED, login, tenant_id, now, 0, "not-enrolled")
+                return VerifyResult(ok=False, reason=Reason.INVALID, login=login)
             charge = self.storage.charge_attempt(user_id, now=now, rules=self.config.throttle)
             if not charge.allowed:
                 return VerifyResult(
                     ok=False, reason=Reason.LOCKED, login=login, retry_at=charge.retry_at
                 )
-            factor = self.storage.get_factor(user_id)
-            step = None
-            if factor.secret is not None:
-                secret = self._decrypt(factor.secret, user_id)
-                step = totp.matching_step(
-                    secret,
-                    code_text,
-                    totp.time_step(now, self.config.totp.period),
-                    self.config.totp,
-                )
+            secret = self._decrypt(factor.secret, user_id)
+            step = totp.matching_step(
+                secret, code_text, totp.time_step(now, self.config.totp.period), self.config.totp
+            )
             accepted = step is not None and self.storage.record_code_success(
                 user_id,
                 step=step,
@@ -591,22 +591,25 @@ class TwoFactor:
         now = self._now()
         try:
             self._member(tenant_id, user_id)
+            factor = self.storage.get_factor(user_id)
+            if factor.secret is None or factor.recovery_salt is None:
+                self._reject(
+                    AuditKind.RECOVERY_CODE_REJECTED, login, tenant_id, now, 0, "not-enrolled"
+                )
+                return VerifyResult(ok=False, reason=Reason.INVALID, login=login)
             charge = self.storage.charge_attempt(user_id, now=now, rules=self.config.throttle)
             if not charge.allowed:
                 return VerifyResult(
                     ok=False, reason=Reason.LOCKED, login=login, retry_at=charge.retry_at
                 )
-            factor = self.storage.get_factor(user_id)
-            left = None
-            if factor.secret is not None and factor.recovery_salt is not None:
-                left = self.storage.consume_recovery_code(
-                    user_id,
-                    digest=self.config.recovery_hasher.digest(canonical, factor.recovery_salt),
-                    now=now,
-                    audit=new_audit_record(
-                        AuditKind.RECOVERY_CODE_USED, at=now, tenant_id=tenant_id, user_id=user_id
-                    ),
-                )
+            left = self.storage.consume_recovery_code(
+                user_id,
+                digest=self.config.recovery_hasher.digest(canonical, factor.recovery_salt),
+                now=now,
+                audit=new_audit_record(
+                    AuditKind.RECOVERY_CODE_USED, at=now, tenant_id=tenant_id, user_id=user_id
+                ),
+            )
             if left is None:
                 self._reject(
                     AuditKind.RECOVERY_CODE_REJECTED,
@@ -672,8 +675,9 @@ class TwoFactor:
 
         The authenticator, pending secret and recovery codes are removed and every existing
         login of the user loses its second-factor proof. Because an enrollment is shared by all
-        the user's tenants, this affects them all. Owners cannot reset their own 2FA this way.
-        Raises :class:`~tenant2fa.errors.PermissionDenied`,
+        the user's tenants, this affects them all. It also clears the user's failure counter,
+        which is how a user locked for good is let back in (even one with nothing enrolled).
+        Owners cannot reset their own 2FA this way. Raises :class:`~tenant2fa.errors.PermissionDenied`,
         :class:`~tenant2fa.errors.NotAMember`, or :class:`~tenant2fa.errors.InvalidTransition`
         if the user has nothing to reset.
         """
@@ -687,8 +691,12 @@ class TwoFactor:
             raise PermissionDenied("owners cannot reset their own two-factor authentication")
         self._member(tenant_id, user_id)
         now = self._now()
-        state = self.storage.get_factor(user_id).state(now)
-        enrollment.apply(state, EnrollmentEvent.RESET)
+        factor = self.storage.get_factor(user_id)
+        state = factor.state(now)
+        # A user with nothing enrolled may still be locked (wrong confirmation codes for a pending
+        # secret that has since expired): the reset then only clears the lock.
+        if state is not EnrollmentState.NONE or factor.failures == 0:
+            enrollment.apply(state, EnrollmentEvent.RESET)
         epoch = self.storage.reset_factor(
             user_id,
             audit=new_audit_record(

@@ -79,7 +79,8 @@ def allowance(
     """Decide whether an attempt at ``now`` may be evaluated, given the stored counter."""
     if failures >= rules.max_failures:
         return Allowance(allowed=False, locked_for_good=True)
-    if failures <= 0 or last_failure_at is None:
+    # Free failures impose no wait, even if the last one was stamped by a clock ahead of ours.
+    if failures < rules.free_failures or failures <= 0 or last_failure_at is None:
         return Allowance(allowed=True)
     retry_at = last_failure_at + rules.delay_after(failures)
     if now < retry_at:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Algorithm",
     "TotpSettings",
+    "check_label_part",
     "code_at",
     "decode_secret",
     "encode_secret",
@@ -187,7 +188,9 @@ def matching_step(
     return found
 
 
-def _check_label_part(value: str, name: str) -> str:
+def check_label_part(value: str, name: str) -> str:
+    """Return ``value`` if it may be an issuer or account name in a Key URI, else raise
+    :class:`InvalidInput` (empty, a colon, surrounding whitespace, control characters)."""
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{name} must be a non-empty str")
     if ":" in value:
@@ -209,8 +212,8 @@ def provisioning_uri(
     may contain a colon. Parameters equal to the defaults (SHA1, 6 digits, 30 s) are omitted.
     """
     settings = settings or TotpSettings()
-    issuer_q = quote(_check_label_part(issuer, "issuer"), safe="")
-    account_q = quote(_check_label_part(account_name, "account_name"), safe="")
+    issuer_q = quote(check_label_part(issuer, "issuer"), safe="")
+    account_q = quote(check_label_part(account_name, "account_name"), safe="")
     params = [f"secret={encode_secret(secret)}", f"issuer={issuer_q}"]
     if settings.algorithm is not Algorithm.SHA1:
         params.append(f"algorithm={settings.algorithm.value}")

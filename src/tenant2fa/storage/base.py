@@ -179,7 +179,8 @@ class Storage(Protocol):
     def reset_factor(self, user_id: str, *, audit: AuditRecord) -> int | None:
         """Remove the user's active and pending secrets and recovery codes, clear failures,
         increment the epoch (``last_step`` is kept) and store ``audit``. Returns the new epoch;
-        ``None`` if there was neither an active nor a pending secret (nothing changed)."""
+        ``None`` if there was neither an active nor a pending secret (even an expired one) nor a
+        failure counted (nothing changed)."""
         ...
 
     # -- audit -----------------------------------------------------------------------------

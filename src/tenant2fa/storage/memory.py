@@ -216,7 +216,7 @@ class MemoryStorage:
     def reset_factor(self, user_id: str, *, audit: AuditRecord) -> int | None:
         with self._lock:
             factor = self._factor(user_id)
-            if factor.secret is None and factor.pending is None:
+            if factor.secret is None and factor.pending is None and factor.failures == 0:
                 return None
             epoch = factor.epoch + 1
             self._factors[user_id] = FactorRecord(

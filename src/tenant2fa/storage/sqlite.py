@@ -603,7 +603,7 @@ class SQLiteStorage:
                 "UPDATE t2fa_factors SET secret = NULL, activated_at = NULL, pending_id = NULL, "
                 "pending_secret = NULL, pending_created_at = NULL, pending_expires_at = NULL, "
                 "epoch = epoch + 1, failures = 0, last_failure_at = NULL, recovery_salt = NULL "
-                "WHERE user_id = ? AND (secret IS NOT NULL OR pending_id IS NOT NULL)",
+                "WHERE user_id = ? AND (secret IS NOT NULL OR pending_id IS NOT NULL OR failures > 0)",
                 (user_id,),
             )
             if cursor.rowcount != 1:
