@@ -1,0 +1,751 @@
+"""The SQLAlchemy backend (SQLAlchemy 2 Core): PostgreSQL, MariaDB/MySQL, SQLite.
+
+Install with the ``sqlalchemy`` extra plus a driver (``postgres``: psycopg 3; ``mysql``: PyMySQL).
+
+- :data:`metadata` holds our tables (all prefixed ``t2fa_``), so a host app can include them in its
+  own Alembic migrations; :meth:`SQLAlchemyStorage.create_schema` creates them for quick starts.
+- Every operation is one transaction. Compare-and-set operations are single ``UPDATE ... WHERE``
+  statements judged by their row count; the throttle counter is read with ``SELECT ... FOR UPDATE``
+  (on SQLite the transaction starts with ``BEGIN IMMEDIATE`` instead). Both are correct at
+  PostgreSQL's default READ COMMITTED and MariaDB's default REPEATABLE READ.
+- Serialization failures and deadlocks (SQLSTATE 40001/40P01, MySQL 1213/1205) and dropped
+  connections are retried a bounded number of times; then the operation fails closed with
+  :class:`~tenant2fa.errors.StorageError`.
+- Times are stored as BIGINT microseconds since the Unix epoch (UTC), the same on every database.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import mysql
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+
+from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord
+from tenant2fa.clock import UTC
+from tenant2fa.enrollment import PendingEnrollment
+from tenant2fa.errors import AlreadyMember, StorageError, TenantExists, UnknownTenant
+from tenant2fa.policy import Membership, Role, TenantPolicy
+from tenant2fa.storage.base import Charge, FactorRecord
+from tenant2fa.throttle import allowance
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tenant2fa.recovery import RecoveryCodeSet
+    from tenant2fa.throttle import ThrottleRules
+
+__all__ = ["SCHEMA_VERSION", "ExactText", "SQLAlchemyStorage", "alembic_render_item", "metadata"]
+
+_T = TypeVar("_T")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+SCHEMA_VERSION = 1
+
+
+class ExactText(sa.types.TypeDecorator[str]):
+    """A string compared byte for byte on every database.
+
+    MySQL/MariaDB collations ignore case, accents and trailing spaces, so there ids and tokens are
+    stored as UTF-8 in VARBINARY, where every byte counts. Elsewhere this is a plain VARCHAR.
+    """
+
+    impl = sa.String
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.VARBINARY(self.length * 4))
+        return dialect.type_descriptor(sa.String(self.length))
+
+    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> Any:  # noqa: ANN401
+        if value is not None and dialect.name in ("mysql", "mariadb"):
+            return value.encode("utf-8")
+        return value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> str | None:  # noqa: ANN401
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value).decode("utf-8")
+        return value  # type: ignore[no-any-return]
+
+
+def alembic_render_item(type_: str, obj: object, autogen_context: Any) -> str | bool:  # noqa: ANN401
+    """Alembic ``render_item`` hook: renders our :class:`ExactText` columns with their import.
+
+    In ``env.py``: ``context.configure(..., render_item=alembic_render_item)``. Returns ``False``
+    for everything else, so Alembic renders it as usual.
+    """
+    if type_ == "type" and isinstance(obj, ExactText):
+        autogen_context.imports.add("import tenant2fa.storage.sqlalchemy")
+        return f"tenant2fa.storage.sqlalchemy.ExactText({obj.length})"
+    return False
+
+
+def _text(length: int) -> ExactText:
+    return ExactText(length)
+
+
+def _id() -> ExactText:
+    return _text(255)
+
+
+def _blob(length: int | None = None) -> sa.types.TypeEngine[bytes]:
+    if length is None:
+        return sa.LargeBinary()
+    # MySQL cannot index a BLOB without a prefix length; VARBINARY is the fitting type there.
+    return sa.LargeBinary(length).with_variant(mysql.VARBINARY(length), "mysql", "mariadb")
+
+
+metadata = sa.MetaData()
+"""Our tables; pass it to Alembic's ``target_metadata`` (alongside your own) to migrate them."""
+
+meta = sa.Table(
+    "t2fa_meta",
+    metadata,
+    sa.Column("key", _text(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+)
+
+tenants = sa.Table(
+    "t2fa_tenants",
+    metadata,
+    sa.Column("tenant_id", _id(), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("two_factor_required", sa.Boolean, nullable=False, default=False),
+    sa.Column("activated_at", sa.BigInteger),
+    sa.Column("grace_period_us", sa.BigInteger),
+    sa.Column("version", sa.BigInteger, nullable=False, default=0),
+)
+
+memberships = sa.Table(
+    "t2fa_memberships",
+    metadata,
+    sa.Column(
+        "tenant_id",
+        _id(),
+        sa.ForeignKey("t2fa_tenants.tenant_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("user_id", _id(), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Index("t2fa_memberships_by_user", "user_id", "tenant_id"),
+)
+
+factors = sa.Table(
+    "t2fa_factors",
+    metadata,
+    sa.Column("user_id", _id(), primary_key=True),
+    sa.Column("secret", _blob()),
+    sa.Column("activated_at", sa.BigInteger),
+    sa.Column("last_step", sa.BigInteger, nullable=False, default=-1, server_default="-1"),
+    sa.Column("pending_id", _text(64)),
+    sa.Column("pending_secret", _blob()),
+    sa.Column("pending_created_at", sa.BigInteger),
+    sa.Column("pending_expires_at", sa.BigInteger),
+    sa.Column("epoch", sa.BigInteger, nullable=False, default=0, server_default="0"),
+    sa.Column("failures", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("last_failure_at", sa.BigInteger),
+    sa.Column("recovery_salt", _blob(64)),
+)
+
+recovery_codes = sa.Table(
+    "t2fa_recovery_codes",
+    metadata,
+    sa.Column("user_id", _id(), primary_key=True),
+    sa.Column("digest", _blob(64), primary_key=True),
+    sa.Column("used_at", sa.BigInteger),
+)
+
+audit_log = sa.Table(
+    "t2fa_audit",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("record_id", _text(64), nullable=False, unique=True),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("tenant_id", _id()),
+    sa.Column("user_id", _id()),
+    sa.Column("actor_id", _id()),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("t2fa_audit_by_tenant", "tenant_id", "at"),
+    sa.Index("t2fa_audit_by_user", "user_id", "at"),
+    sa.Index("t2fa_audit_by_actor", "actor_id", "at"),
+    sa.Index("t2fa_audit_by_time", "at"),
+)
+
+
+def _us(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def _dt(value: int | None) -> datetime | None:
+    return None if value is None else _EPOCH + timedelta(microseconds=value)
+
+
+def _required_dt(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}
+_RETRYABLE_MYSQL_CODES = {1213, 1205}  # deadlock found; lock wait timeout
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate in _RETRYABLE_SQLSTATES:
+        return True
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _RETRYABLE_MYSQL_CODES:
+        return True
+    text = str(orig).lower()
+    return "database is locked" in text or "deadlock" in text
+
+
+class SQLAlchemyStorage:
+    """A :class:`~tenant2fa.storage.Storage` on a SQLAlchemy :class:`~sqlalchemy.engine.Engine`.
+
+    Pass an engine or a URL (``postgresql+psycopg://...``, ``mysql+pymysql://...``,
+    ``sqlite:///path``). With a URL the engine gets ``pool_pre_ping`` so that work resumes after
+    the database restarts.
+    """
+
+    def __init__(self, engine: sa.Engine | str, *, retries: int = 5) -> None:
+        if isinstance(engine, str):
+            engine = sa.create_engine(engine, pool_pre_ping=True)
+        self.engine = engine
+        self._retries = retries
+        self._sqlite = engine.dialect.name == "sqlite"
+        if self._sqlite:
+            _sqlite_immediate_transactions(engine)
+
+    def __repr__(self) -> str:
+        return f"SQLAlchemyStorage({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def create_schema(self) -> None:
+        """Create our tables if missing and record the schema version (quick starts, tests)."""
+
+        def work(conn: sa.Connection) -> None:
+            metadata.create_all(conn, checkfirst=True)
+            row = conn.execute(
+                sa.select(meta.c.value).where(meta.c.key == "schema_version")
+            ).first()
+            if row is None:
+                conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+        self._run(work)
+
+    def drop_schema(self) -> None:
+        """Drop our tables (tests)."""
+        self._run(lambda conn: metadata.drop_all(conn, checkfirst=True))
+
+    def schema_version(self) -> int:
+        row = self._run(
+            lambda c: c.execute(
+                sa.select(meta.c.value).where(meta.c.key == "schema_version")
+            ).first()
+        )
+        return 0 if row is None else int(row[0])
+
+    # -- running a unit of work -------------------------------------------------------------
+
+    def _run(self, work: Callable[[sa.Connection], _T]) -> _T:
+        """Run ``work`` in one transaction, retrying transient failures, then failing closed."""
+        for attempt in range(self._retries + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                if (
+                    isinstance(exc, IntegrityError)
+                    or not _retryable(exc)
+                    or attempt == self._retries
+                ):
+                    raise StorageError(
+                        f"database operation failed: {type(exc.orig).__name__}: {exc.orig}"
+                    ) from exc
+            except SQLAlchemyError as exc:
+                raise StorageError(f"database operation failed: {type(exc).__name__}") from exc
+            time.sleep(min(0.5, 0.01 * 2**attempt) * (0.5 + random.random()))  # noqa: S311
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _audit(conn: sa.Connection, record: AuditRecord) -> None:
+        conn.execute(
+            audit_log.insert().values(
+                record_id=record.record_id,
+                at=_us(record.at),
+                kind=record.kind.value,
+                tenant_id=record.tenant_id,
+                user_id=record.user_id,
+                actor_id=record.actor_id,
+                detail=json.dumps(dict(record.detail), sort_keys=True),
+            )
+        )
+
+    def _ensure_factor_row(self, conn: sa.Connection, user_id: str) -> None:
+        exists = conn.execute(
+            sa.select(factors.c.user_id).where(factors.c.user_id == user_id)
+        ).first()
+        if exists is not None:
+            return
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415
+
+            conn.execute(pg_insert(factors).values(user_id=user_id).on_conflict_do_nothing())
+        elif dialect in ("mysql", "mariadb"):
+            conn.execute(factors.insert().prefix_with("IGNORE").values(user_id=user_id))
+        else:
+            conn.execute(factors.insert().prefix_with("OR IGNORE").values(user_id=user_id))
+
+    # -- tenants and memberships ------------------------------------------------------------
+
+    @staticmethod
+    def _policy(row: Any) -> TenantPolicy:  # noqa: ANN401 - a SQLAlchemy Row
+        grace = None if row.grace_period_us is None else timedelta(microseconds=row.grace_period_us)
+        return TenantPolicy(
+            tenant_id=row.tenant_id,
+            name=row.name,
+            two_factor_required=bool(row.two_factor_required),
+            activated_at=_dt(row.activated_at),
+            grace_period=grace,
+            version=row.version,
+        )
+
+    @staticmethod
+    def _policy_values(policy: TenantPolicy) -> dict[str, object]:
+        grace = None
+        if policy.grace_period is not None:
+            grace = policy.grace_period // timedelta(microseconds=1)
+        return {
+            "name": policy.name,
+            "two_factor_required": policy.two_factor_required,
+            "activated_at": _us(policy.activated_at),
+            "grace_period_us": grace,
+            "version": policy.version,
+        }
+
+    def create_tenant(self, policy: TenantPolicy, owner: Membership, audit: AuditRecord) -> None:
+        def work(conn: sa.Connection) -> None:
+            exists = conn.execute(
+                sa.select(tenants.c.tenant_id).where(tenants.c.tenant_id == policy.tenant_id)
+            ).first()
+            if exists is not None:
+                raise TenantExists(policy.tenant_id)
+            conn.execute(
+                tenants.insert().values(tenant_id=policy.tenant_id, **self._policy_values(policy))
+            )
+            conn.execute(
+                memberships.insert().values(
+                    tenant_id=owner.tenant_id, user_id=owner.user_id, role=owner.role.value
+                )
+            )
+            self._audit(conn, audit)
+
+        try:
+            self._run(work)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                raise TenantExists(policy.tenant_id) from None
+            raise
+
+    def get_tenant(self, tenant_id: str) -> TenantPolicy | None:
+        row = self._run(
+            lambda c: c.execute(sa.select(tenants).where(tenants.c.tenant_id == tenant_id)).first()
+        )
+        return None if row is None else self._policy(row)
+
+    def update_tenant_policy(
+        self, policy: TenantPolicy, *, expected_version: int, audit: AuditRecord
+    ) -> bool:
+        def work(conn: sa.Connection) -> bool:
+            result = conn.execute(
+                tenants.update()
+                .where(tenants.c.tenant_id == policy.tenant_id)
+                .where(tenants.c.version == expected_version)
+                .values(**self._policy_values(policy))
+            )
+            if result.rowcount != 1:
+                return False
+            self._audit(conn, audit)
+            return True
+
+        return self._run(work)
+
+    def add_membership(self, membership: Membership, audit: AuditRecord) -> None:
+        def work(conn: sa.Connection) -> None:
+            tenant = conn.execute(
+                sa.select(tenants.c.tenant_id).where(tenants.c.tenant_id == membership.tenant_id)
+            ).first()
+            if tenant is None:
+                raise UnknownTenant(membership.tenant_id)
+            existing = conn.execute(
+                sa.select(memberships.c.role)
+                .where(memberships.c.tenant_id == membership.tenant_id)
+                .where(memberships.c.user_id == membership.user_id)
+            ).first()
+            if existing is not None:
+                raise AlreadyMember(membership.tenant_id, membership.user_id)
+            conn.execute(
+                memberships.insert().values(
+                    tenant_id=membership.tenant_id,
+                    user_id=membership.user_id,
+                    role=membership.role.value,
+                )
+            )
+            self._audit(conn, audit)
+
+        try:
+            self._run(work)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                raise AlreadyMember(membership.tenant_id, membership.user_id) from None
+            raise
+
+    def get_membership(self, tenant_id: str, user_id: str) -> Membership | None:
+        row = self._run(
+            lambda c: c.execute(
+                sa.select(memberships.c.role)
+                .where(memberships.c.tenant_id == tenant_id)
+                .where(memberships.c.user_id == user_id)
+            ).first()
+        )
+        if row is None:
+            return None
+        return Membership(tenant_id=tenant_id, user_id=user_id, role=Role(row.role))
+
+    def list_memberships(self, tenant_id: str) -> list[Membership]:
+        rows = self._run(
+            lambda c: c.execute(
+                sa.select(memberships.c.user_id, memberships.c.role)
+                .where(memberships.c.tenant_id == tenant_id)
+                .order_by(memberships.c.user_id)
+            ).all()
+        )
+        return [Membership(tenant_id=tenant_id, user_id=r.user_id, role=Role(r.role)) for r in rows]
+
+    def tenants_of_user(self, user_id: str) -> list[TenantPolicy]:
+        rows = self._run(
+            lambda c: c.execute(
+                sa.select(tenants)
+                .join(memberships, memberships.c.tenant_id == tenants.c.tenant_id)
+                .where(memberships.c.user_id == user_id)
+                .order_by(tenants.c.tenant_id)
+            ).all()
+        )
+        return [self._policy(row) for row in rows]
+
+    # -- the user's factor -----------------------------------------------------------------
+
+    @staticmethod
+    def _codes_left(conn: sa.Connection, user_id: str) -> int:
+        count = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(recovery_codes)
+            .where(recovery_codes.c.user_id == user_id)
+            .where(recovery_codes.c.used_at.is_(None))
+        ).scalar_one()
+        return int(count)
+
+    def _load_factor(self, conn: sa.Connection, user_id: str) -> FactorRecord:
+        row = conn.execute(sa.select(factors).where(factors.c.user_id == user_id)).first()
+        if row is None:
+            return FactorRecord(user_id=user_id)
+        pending = None
+        if row.pending_id is not None:
+            pending = PendingEnrollment(
+                pending_id=row.pending_id,
+                secret=bytes(row.pending_secret),
+                created_at=_required_dt(row.pending_created_at),
+                expires_at=_required_dt(row.pending_expires_at),
+            )
+        return FactorRecord(
+            user_id=user_id,
+            secret=None if row.secret is None else bytes(row.secret),
+            activated_at=_dt(row.activated_at),
+            last_step=row.last_step,
+            pending=pending,
+            epoch=row.epoch,
+            failures=row.failures,
+            last_failure_at=_dt(row.last_failure_at),
+            recovery_salt=None if row.recovery_salt is None else bytes(row.recovery_salt),
+            recovery_codes_left=self._codes_left(conn, user_id),
+        )
+
+    def get_factor(self, user_id: str) -> FactorRecord:
+        return self._run(lambda c: self._load_factor(c, user_id))
+
+    def save_pending(self, user_id: str, pending: PendingEnrollment, *, audit: AuditRecord) -> None:
+        def work(conn: sa.Connection) -> None:
+            self._ensure_factor_row(conn, user_id)
+            conn.execute(
+                factors.update()
+                .where(factors.c.user_id == user_id)
+                .values(
+                    pending_id=pending.pending_id,
+                    pending_secret=pending.secret,
+                    pending_created_at=_us(pending.created_at),
+                    pending_expires_at=_us(pending.expires_at),
+                )
+            )
+            self._audit(conn, audit)
+
+        self._run(work)
+
+    @staticmethod
+    def _replace_codes(conn: sa.Connection, user_id: str, recovery: RecoveryCodeSet) -> None:
+        conn.execute(recovery_codes.delete().where(recovery_codes.c.user_id == user_id))
+        if recovery.digests:
+            conn.execute(
+                recovery_codes.insert(),
+                [{"user_id": user_id, "digest": d, "used_at": None} for d in recovery.digests],
+            )
+
+    @staticmethod
+    def _epoch(conn: sa.Connection, user_id: str) -> int:
+        value = conn.execute(
+            sa.select(factors.c.epoch).where(factors.c.user_id == user_id)
+        ).scalar_one()
+        return int(value)
+
+    def activate_pending(
+        self,
+        user_id: str,
+        *,
+        pending_id: str,
+        step: int,
+        now: datetime,
+        recovery: RecoveryCodeSet,
+        audit: AuditRecord,
+    ) -> int | None:
+        def work(conn: sa.Connection) -> int | None:
+            result = conn.execute(
+                factors.update()
+                .where(factors.c.user_id == user_id)
+                .where(factors.c.pending_id == pending_id)
+                .where(factors.c.pending_expires_at > _us(now))
+                .where(factors.c.last_step < step)
+                .values(
+                    secret=factors.c.pending_secret,
+                    activated_at=_us(now),
+                    last_step=step,
+                    pending_id=None,
+                    pending_secret=None,
+                    pending_created_at=None,
+                    pending_expires_at=None,
+                    epoch=factors.c.epoch + 1,
+                    failures=0,
+                    last_failure_at=None,
+                    recovery_salt=recovery.salt,
+                )
+            )
+            if result.rowcount != 1:
+                return None
+            self._replace_codes(conn, user_id, recovery)
+            self._audit(conn, audit)
+            return self._epoch(conn, user_id)
+
+        return self._run(work)
+
+    def charge_attempt(self, user_id: str, *, now: datetime, rules: ThrottleRules) -> Charge:
+        def work(conn: sa.Connection) -> Charge:
+            self._ensure_factor_row(conn, user_id)
+            row = conn.execute(
+                sa.select(factors.c.failures, factors.c.last_failure_at)
+                .where(factors.c.user_id == user_id)
+                .with_for_update()
+            ).one()
+            allowed = allowance(
+                failures=row.failures,
+                last_failure_at=_dt(row.last_failure_at),
+                now=now,
+                rules=rules,
+            )
+            if not allowed.allowed:
+                return Charge(
+                    allowed=False,
+                    failures=row.failures,
+                    retry_at=allowed.retry_at,
+                    locked_for_good=allowed.locked_for_good,
+                )
+            conn.execute(
+                factors.update()
+                .where(factors.c.user_id == user_id)
+                .values(failures=factors.c.failures + 1, last_failure_at=_us(now))
+            )
+            return Charge(allowed=True, failures=row.failures + 1)
+
+        return self._run(work)
+
+    def record_code_success(
+        self, user_id: str, *, step: int, expected_epoch: int, now: datetime, audit: AuditRecord
+    ) -> bool:
+        def work(conn: sa.Connection) -> bool:
+            result = conn.execute(
+                factors.update()
+                .where(factors.c.user_id == user_id)
+                .where(factors.c.secret.is_not(None))
+                .where(factors.c.epoch == expected_epoch)
+                .where(factors.c.last_step < step)
+                .values(last_step=step, failures=0, last_failure_at=None)
+            )
+            if result.rowcount != 1:
+                return False
+            self._audit(conn, audit)
+            return True
+
+        return self._run(work)
+
+    def consume_recovery_code(
+        self, user_id: str, *, digest: bytes, now: datetime, audit: AuditRecord
+    ) -> int | None:
+        def work(conn: sa.Connection) -> int | None:
+            result = conn.execute(
+                recovery_codes.update()
+                .where(recovery_codes.c.user_id == user_id)
+                .where(recovery_codes.c.digest == digest)
+                .where(recovery_codes.c.used_at.is_(None))
+                .values(used_at=_us(now))
+            )
+            if result.rowcount != 1:
+                return None
+            conn.execute(
+                factors.update()
+                .where(factors.c.user_id == user_id)
+                .values(failures=0, last_failure_at=None)
+            )
+            self._audit(conn, audit)
+            return self._codes_left(conn, user_id)
+
+        return self._run(work)
+
+    def replace_recovery_codes(
+        self, user_id: str, *, recovery: RecoveryCodeSet, expected_epoch: int, audit: AuditRecord
+    ) -> int | None:
+        def work(conn: sa.Connection) -> int | None:
+            result = conn.execute(
+                factors.update()
+                .where(factors.c.user_id == user_id)
+                .where(factors.c.secret.is_not(None))
+                .where(factors.c.epoch == expected_epoch)
+                .values(epoch=factors.c.epoch + 1, recovery_salt=recovery.salt)
+            )
+            if result.rowcount != 1:
+                return None
+            self._replace_codes(conn, user_id, recovery)
+            self._audit(conn, audit)
+            return self._epoch(conn, user_id)
+
+        return self._run(work)
+
+    def reset_factor(self, user_id: str, *, audit: AuditRecord) -> int | None:
+        def work(conn: sa.Connection) -> int | None:
+            result = conn.execute(
+                factors.update()
+                .where(factors.c.user_id == user_id)
+                .where(
+                    sa.or_(
+                        factors.c.secret.is_not(None),
+                        factors.c.pending_id.is_not(None),
+                        factors.c.failures > 0,
+                    )
+                )
+                .values(
+                    secret=None,
+                    activated_at=None,
+                    pending_id=None,
+                    pending_secret=None,
+                    pending_created_at=None,
+                    pending_expires_at=None,
+                    epoch=factors.c.epoch + 1,
+                    failures=0,
+                    last_failure_at=None,
+                    recovery_salt=None,
+                )
+            )
+            if result.rowcount != 1:
+                return None
+            conn.execute(recovery_codes.delete().where(recovery_codes.c.user_id == user_id))
+            self._audit(conn, audit)
+            return self._epoch(conn, user_id)
+
+        return self._run(work)
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def append_audit(self, record: AuditRecord) -> None:
+        self._run(lambda c: self._audit(c, record))
+
+    def audit_records(self, query: AuditQuery) -> list[AuditRecord]:
+        stmt = sa.select(audit_log)
+        if query.tenant_id is not None:
+            stmt = stmt.where(audit_log.c.tenant_id == query.tenant_id)
+        if query.user_id is not None:
+            stmt = stmt.where(
+                sa.or_(audit_log.c.user_id == query.user_id, audit_log.c.actor_id == query.user_id)
+            )
+        if query.kinds is not None:
+            stmt = stmt.where(audit_log.c.kind.in_(sorted(k.value for k in query.kinds)))
+        if query.since is not None:
+            stmt = stmt.where(audit_log.c.at >= _us(query.since))
+        if query.until is not None:
+            stmt = stmt.where(audit_log.c.at < _us(query.until))
+        stmt = (
+            stmt.order_by(audit_log.c.at, audit_log.c.seq).limit(query.limit).offset(query.offset)
+        )
+        rows = self._run(lambda c: c.execute(stmt).all())
+        return [
+            AuditRecord(
+                record_id=r.record_id,
+                at=_required_dt(r.at),
+                kind=AuditKind(r.kind),
+                tenant_id=r.tenant_id,
+                user_id=r.user_id,
+                actor_id=r.actor_id,
+                detail=MappingProxyType(json.loads(r.detail)),
+            )
+            for r in rows
+        ]
+
+
+def _sqlite_immediate_transactions(engine: sa.Engine) -> None:
+    """Make pysqlite leave transactions to us, and start each with BEGIN IMMEDIATE.
+
+    pysqlite's own deferred BEGIN would let two connections read the same row and then both
+    write; IMMEDIATE takes the write lock first. (SQLAlchemy's documented recipe.)
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:  # noqa: ANN401
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 5000")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,319 @@
+"""Durable backends: secrets at rest, O(1) toggles, a database that goes away, SQLite locking
+and schema versions."""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from db_backends import server_engine, server_url, sqlalchemy_server_storage
+from tcp_proxy import TcpProxy
+from tenant2fa import (
+    AuditQuery,
+    Config,
+    Keyring,
+    MemoryStorage,
+    Reason,
+    RecoveryCodeHasher,
+    StorageError,
+    TwoFactor,
+)
+from tenant2fa.storage.sqlalchemy import SQLAlchemyStorage, factors, memberships
+from tenant2fa.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
+from tenant2fa.testing import FakeClock, code_for, pending_code_for, secret_of
+from tenant2fa.testing.faults import FaultyStorage
+
+CONFIG = Config(issuer="Onum", recovery_hasher=RecoveryCodeHasher(n=2**4))
+
+
+def _service(storage: Any) -> TwoFactor:
+    return TwoFactor(storage=storage, keyring=Keyring.generate(), clock=FakeClock(), config=CONFIG)
+
+
+def _enroll(tf: TwoFactor, user: str = "bob", tenant: str = "B") -> tuple[str, ...]:
+    clock = tf.clock
+    assert isinstance(clock, FakeClock)
+    if tf.storage.get_tenant(tenant) is None:
+        tf.create_tenant(tenant, name=f"Tenant {tenant}", owner_id="olga")
+        tf.set_two_factor(tenant, actor_id="olga", enabled=True)
+    if tf.storage.get_membership(tenant, user) is None:
+        tf.add_member(tenant, user)
+    clock.advance(seconds=1)
+    login = tf.start_session(user)
+    tf.begin_enrollment(login)
+    result = tf.confirm_enrollment(login, pending_code_for(tf, user))
+    assert result.ok
+    clock.advance(seconds=30)
+    return result.recovery_codes
+
+
+def _secret_forms(tf: TwoFactor, user: str, recovery_codes: tuple[str, ...]) -> list[bytes]:
+    secret = secret_of(tf, user)
+    b32 = base64.b32encode(secret)
+    forms = [secret, secret.hex().encode(), b32, b32.rstrip(b"="), b32.lower().rstrip(b"=")]
+    forms += [base64.b64encode(secret).rstrip(b"="), base64.urlsafe_b64encode(secret).rstrip(b"=")]
+    for code in recovery_codes:
+        forms += [code.encode(), code.replace("-", "").encode()]
+    return forms
+
+
+# -- secrets at rest ---------------------------------------------------------------------------
+
+
+def test_the_raw_sqlite_file_holds_no_secret_in_any_encoding(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "raw.sqlite3")
+    tf = _service(storage)
+    codes = _enroll(tf)
+    login = tf.start_session("bob")
+    tf.begin_enrollment(tf.verify_code(login, "B", code_for(tf, "bob")).login)  # a pending one too
+    pending = secret_of(tf, "bob", pending=True)
+    storage.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("raw.sqlite3"))
+    assert len(raw) > 4096
+    forms = [*_secret_forms(tf, "bob", codes), pending, base64.b32encode(pending).rstrip(b"=")]
+    for form in forms:
+        assert form not in raw
+
+
+def test_postgresql_rows_hold_no_secret_in_any_encoding() -> None:
+    storage = sqlalchemy_server_storage("postgresql")
+    tf = _service(storage)
+    codes = _enroll(tf)
+    with server_engine("postgresql").connect() as conn:
+        dump = b""
+        for table in ("t2fa_factors", "t2fa_recovery_codes", "t2fa_audit"):
+            for row in conn.exec_driver_sql(f"SELECT * FROM {table}"):  # noqa: S608 - fixed names
+                dump += repr(tuple(row)).encode() + b"\n"
+                dump += b"".join(bytes(v) for v in row if isinstance(v, (bytes, memoryview)))
+    assert len(dump) > 200  # the dump really holds the rows
+    for form in _secret_forms(tf, "bob", codes):
+        assert form not in dump
+
+
+def _copy_secret_by_sql(tf: TwoFactor, execute: Any) -> Reason:
+    _enroll(tf, "olga")
+    _enroll(tf, "bob")
+    execute()
+    bobs_code = code_for(tf, "bob")
+    return tf.verify_code(tf.start_session("olga"), "B", bobs_code).reason
+
+
+def test_a_ciphertext_copied_onto_another_users_sqlite_row_does_not_verify(tmp_path: Path) -> None:
+    path = tmp_path / "copy.sqlite3"
+    tf = _service(SQLiteStorage(path))
+
+    def copy() -> None:
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "UPDATE t2fa_factors SET secret = "
+                "(SELECT secret FROM t2fa_factors WHERE user_id = 'bob') WHERE user_id = 'olga'"
+            )
+
+    assert _copy_secret_by_sql(tf, copy) is Reason.UNAVAILABLE
+
+
+def test_a_ciphertext_copied_onto_another_users_postgresql_row_does_not_verify() -> None:
+    tf = _service(sqlalchemy_server_storage("postgresql"))
+
+    def copy() -> None:
+        with server_engine("postgresql").begin() as conn:
+            bob = conn.execute(sa.select(factors.c.secret).where(factors.c.user_id == "bob"))
+            conn.execute(
+                factors.update().where(factors.c.user_id == "olga").values(secret=bob.scalar_one())
+            )
+
+    assert _copy_secret_by_sql(tf, copy) is Reason.UNAVAILABLE
+
+
+# -- switching a tenant of 100,000 members writes one row -----------------------------------------
+
+MEMBERS = 100_000
+
+
+def _bulk_members(kind: str, storage: Any) -> None:
+    rows = [
+        {"tenant_id": "big", "user_id": f"user-{i:06d}", "role": "member"} for i in range(MEMBERS)
+    ]
+    if kind == "memory":
+        from tenant2fa.policy import Membership, Role
+
+        for row in rows:
+            m = Membership(tenant_id="big", user_id=row["user_id"], role=Role.MEMBER)
+            storage._members[("big", m.user_id)] = m
+            storage._tenants_by_user.setdefault(m.user_id, set()).add("big")
+    elif kind == "sqlite":
+        with sqlite3.connect(storage.path) as conn:
+            conn.executemany(
+                "INSERT INTO t2fa_memberships (tenant_id, user_id, role) VALUES (?, ?, ?)",
+                [(r["tenant_id"], r["user_id"], r["role"]) for r in rows],
+            )
+    else:
+        with storage.engine.begin() as conn:
+            conn.execute(memberships.insert(), rows)
+
+
+@pytest.fixture(params=["memory", "sqlite", "sqlalchemy-sqlite", "postgresql", "mariadb"])
+def big_tenant(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Any]:
+    kind: str = request.param
+    storage: Any
+    if kind == "memory":
+        storage = MemoryStorage()
+    elif kind == "sqlite":
+        storage = SQLiteStorage(tmp_path / "big.sqlite3")
+    elif kind == "sqlalchemy-sqlite":
+        storage = SQLAlchemyStorage(f"sqlite:///{tmp_path / 'big-sa.sqlite3'}")
+        storage.create_schema()
+    else:
+        storage = sqlalchemy_server_storage(kind)
+    tf = _service(storage)
+    tf.create_tenant("big", name="Big", owner_id="owner")
+    _bulk_members(kind, storage)
+    assert len(storage.list_memberships("big")) == MEMBERS + 1
+    return kind, storage
+
+
+def test_switching_a_tenant_of_100000_members_writes_one_row(big_tenant: tuple[str, Any]) -> None:
+    kind, storage = big_tenant
+    faulty = FaultyStorage(storage)
+    tf = _service(faulty)
+    statements: list[tuple[str, int]] = []
+    if kind == "sqlite":
+        conn = storage._connect()
+        conn.set_trace_callback(lambda sql: statements.append((sql, -1)))
+    elif kind != "memory":
+
+        @sa.event.listens_for(storage.engine, "after_cursor_execute")
+        def _count(_c: Any, cursor: Any, sql: str, *_a: Any) -> None:
+            statements.append((sql, cursor.rowcount))
+
+    for enabled in (True, False):
+        faulty.calls.clear()
+        statements.clear()
+        tf.set_two_factor("big", actor_id="owner", enabled=enabled)
+        # One storage write operation: the policy row (with its audit record) ...
+        writes = [c for c in faulty.calls if not c.startswith(("get_", "list_", "tenants_of"))]
+        assert writes == ["update_tenant_policy"]
+        if kind == "memory":
+            continue
+        # ... which is one UPDATE of one row plus the audit INSERT, whatever the tenant's size.
+        changing = [
+            (sql, n)
+            for sql, n in statements
+            if sql.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE"))
+        ]
+        assert len(changing) == 2, changing
+        update, insert = changing
+        assert "t2fa_tenants" in update[0]
+        assert "t2fa_audit" in insert[0]
+        if kind != "sqlite":
+            assert update[1] == 1
+            assert insert[1] == 1
+    if kind not in ("memory", "sqlite"):
+        sa.event.remove(storage.engine, "after_cursor_execute", _count)
+    assert tf.tenant("big").version == 2
+
+
+# -- the database goes away and comes back ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_a_database_that_goes_away_gives_a_clear_error_and_work_resumes_when_it_returns(
+    kind: str,
+) -> None:
+    url = sa.make_url(server_url(kind))
+    sqlalchemy_server_storage(kind)  # empty tables
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 0))
+    try:
+        engine = sa.create_engine(
+            url.set(host="127.0.0.1", port=proxy.port),
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": 3},
+        )
+        tf = _service(SQLAlchemyStorage(engine, retries=1))
+        codes = _enroll(tf)
+        login = tf.start_session("bob")
+        code = code_for(tf, "bob")
+        forms = [*_secret_forms(tf, "bob", codes), code.encode()]
+
+        proxy.cut()
+        result = tf.verify_code(login, "B", code)
+        assert result.reason is Reason.UNAVAILABLE
+        assert not result.ok
+        with pytest.raises(StorageError) as raised:
+            tf.set_two_factor("B", actor_id="olga", enabled=False)
+        message = str(raised.value)
+        assert "database operation failed" in message
+        for form in forms:
+            assert form.decode("latin-1") not in message
+
+        proxy.restore()
+        assert tf.verify_code(login, "B", code).ok  # the failed attempt consumed nothing
+        assert tf.set_two_factor("B", actor_id="olga", enabled=False).version == 2
+        engine.dispose()
+    finally:
+        proxy.close()
+
+
+# -- SQLite specifics ---------------------------------------------------------------------------
+
+
+def test_sqlite_waits_for_another_writer_then_fails_closed_and_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "locked.sqlite3"
+    storage = SQLiteStorage(path, busy_timeout=timedelta(milliseconds=50), retries=2)
+    tf = _service(storage)
+    _enroll(tf)
+    login = tf.start_session("bob")
+    code = code_for(tf, "bob")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        result = tf.verify_code(login, "B", code)
+        assert result.reason is Reason.UNAVAILABLE
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert tf.verify_code(login, "B", code).ok  # nothing was half-done: the code is still unused
+
+
+def test_sqlite_uses_wal_and_records_its_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "wal.sqlite3"
+    storage = SQLiteStorage(path)
+    assert storage.schema_version() == SCHEMA_VERSION
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    storage.close()
+    # Opening it again keeps the data and does not re-run the migrations.
+    tf = _service(storage)
+    tf.create_tenant("A", name="A", owner_id="alice")
+    storage.close()
+    again = SQLiteStorage(path)
+    assert again.get_tenant("A") is not None
+    assert again.schema_version() == SCHEMA_VERSION
+    again.close()
+
+
+def test_sqlite_refuses_a_database_from_a_newer_tenant2fa(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite3"
+    current = SQLiteStorage(path)
+    assert current.schema_version() == SCHEMA_VERSION
+    current.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE t2fa_meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(StorageError, match="newer"):
+        SQLiteStorage(path).get_tenant("A")
+
+
+def test_sqlite_upgrades_an_empty_file_from_version_zero(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t2fa_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT INTO t2fa_meta VALUES ('schema_version', '0')")
+    storage = SQLiteStorage(path)
+    assert storage.audit_records(AuditQuery()) == []
+    assert storage.schema_version() == SCHEMA_VERSION
