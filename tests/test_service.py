@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -32,6 +33,7 @@ from tenant2fa import (
     TwoFactor,
     TwoFactorRequired,
 )
+from tenant2fa.storage.sqlite import SQLiteStorage
 from tenant2fa.testing import FakeClock, code_for, pending_code_for
 from tenant2fa.testing.faults import FaultyStorage, StorageFault
 
@@ -693,3 +695,29 @@ def test_an_owner_reset_lets_in_a_user_locked_by_confirmation_codes_of_an_expire
     assert tf.login_step(login, "B").kind is StepKind.ENROLL
     with pytest.raises(InvalidTransition):  # and now there is nothing left to reset
         tf.reset_two_factor("B", "bob", actor_id="olga")
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_the_whole_flow_works_at_t_20000000000_beyond_32_bits(backend: str, tmp_path: Path) -> None:
+    clock = FakeClock()
+    clock.set_timestamp(20_000_000_000)  # 2603-10-11 11:33:20 UTC, T = 666666666 > 2**32 / 30
+    storage = MemoryStorage() if backend == "memory" else SQLiteStorage(tmp_path / "f.db")
+    tf = TwoFactor(
+        storage=storage,
+        keyring=Keyring.generate(),
+        clock=clock,
+        config=Config(recovery_hasher=RecoveryCodeHasher(n=2**4)),
+    )
+    tf.create_tenant("B", name="B", owner_id="olga")
+    tf.set_two_factor("B", actor_id="olga", enabled=True)
+    _later(clock, 1)
+    login = tf.start_session("olga")
+    assert tf.login_step(login, "B").kind is StepKind.ENROLL
+    tf.begin_enrollment(login)
+    assert tf.confirm_enrollment(login, pending_code_for(tf, "olga")).ok
+    assert tf.storage.get_factor("olga").last_step == (20_000_000_001 // 30)
+    _later(clock)
+    fresh = tf.start_session("olga")
+    code = code_for(tf, "olga")
+    assert tf.verify_code(fresh, "B", code).ok
+    assert tf.verify_code(fresh, "B", code).reason is Reason.INVALID
