@@ -191,6 +191,9 @@ _L = LoginEvent
 LOGIN_TRANSITIONS: Mapping[tuple[StepKind, LoginEvent], frozenset[StepKind]] = MappingProxyType(
     {
         (_K.VERIFY_IDENTITY, _L.IDENTITY_VERIFIED): frozenset({_K.ENROLL, _K.LOCKED}),
+        # The identity check went stale between begin_enrollment and the confirming code: the
+        # code still proves the authenticator that becomes active.
+        (_K.VERIFY_IDENTITY, _L.ENROLLMENT_CONFIRMED): frozenset({_K.DONE}),
         (_K.VERIFY_IDENTITY, _L.ENROLLMENT_DEFERRED): frozenset({_K.DONE}),
         (_K.ENROLL, _L.ENROLLMENT_CONFIRMED): frozenset({_K.DONE}),
         (_K.ENROLL, _L.ENROLLMENT_DEFERRED): frozenset({_K.DONE}),
