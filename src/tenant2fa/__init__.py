@@ -1,6 +1,8 @@
 """tenant2fa: multi-tenant two-factor authentication (TOTP) for Python applications.
 
-Start with :class:`TwoFactor`; see ``docs/integration.md`` for a walk-through.
+Start with :class:`TwoFactor`; see ``docs/integration.md`` for a walk-through. The e-mail notifier
+is :class:`tenant2fa.smtp.SMTPNotifier` (imported from its module, so that ``import tenant2fa``
+loads no networking code).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from tenant2fa.errors import (
     AlreadyMember,
     ConfigurationError,
     Conflict,
+    DeliveryError,
     InvalidInput,
     InvalidSession,
     InvalidTransition,
@@ -37,6 +40,7 @@ from tenant2fa.service import TwoFactor
 from tenant2fa.session import LoginSession
 from tenant2fa.storage import Storage
 from tenant2fa.storage.memory import MemoryStorage
+from tenant2fa.templates import MessageTemplate, Templates
 from tenant2fa.throttle import ThrottleRules
 from tenant2fa.totp import Algorithm, TotpSettings
 
@@ -52,6 +56,7 @@ __all__ = [
     "Config",
     "ConfigurationError",
     "Conflict",
+    "DeliveryError",
     "EnrollmentEvent",
     "EnrollmentResult",
     "EnrollmentState",
@@ -64,6 +69,7 @@ __all__ = [
     "LoginSession",
     "Membership",
     "MemoryStorage",
+    "MessageTemplate",
     "NotAMember",
     "NotFound",
     "Notification",
@@ -80,6 +86,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "SystemClock",
+    "Templates",
     "Tenant2FAError",
     "TenantExists",
     "TenantPolicy",

@@ -20,7 +20,8 @@ secret, a code or a recovery code::
     ├── InvalidTransition           an enrollment move the state machine does not allow
     ├── InvalidSession              a forged, edited or foreign login-session value
     ├── KeyringError                a ciphertext cannot be opened (unknown key, tampered, wrong user)
-    └── StorageError                the backend failed; the operation did not happen
+    ├── StorageError                the backend failed; the operation did not happen
+    └── DeliveryError               a notification could not be handed to the mail server
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "AlreadyMember",
     "ConfigurationError",
     "Conflict",
+    "DeliveryError",
     "InvalidInput",
     "InvalidSession",
     "InvalidTransition",
@@ -132,3 +134,9 @@ class KeyringError(Tenant2FAError):
 
 class StorageError(Tenant2FAError):
     """The storage backend failed. The operation either did not happen or is safe to retry."""
+
+
+class DeliveryError(Tenant2FAError):
+    """A notification could not be delivered (the mail server refused it, was unreachable, or
+    did not answer in time). The change it reports stands, and the notification may be sent
+    again."""

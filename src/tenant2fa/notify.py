@@ -3,7 +3,8 @@
 The service hands a :class:`Notification` to the host's :class:`Notifier` *after* the change is
 stored; a notifier failure is logged and never undoes the change. Notifications carry facts
 (who, which tenant, how many recovery codes are left), never a secret, a code or a link with a
-token. :func:`render` turns one into a subject and a plain-text body.
+token. :func:`render` turns one into a subject, a plain-text body and an HTML body, using the
+default templates of :mod:`tenant2fa.templates`; :mod:`tenant2fa.smtp` sends them by e-mail.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class NotificationKind(enum.Enum):
     RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
     LOCKED_OUT = "locked_out"
     """Too many wrong codes: the user must wait (or, at the hard limit, ask an owner)."""
+    TENANT_TWO_FACTOR_CHANGED = "tenant_two_factor_changed"
+    """For an owner: two-factor authentication was switched on or off in their tenant."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,6 +53,7 @@ class Notification:
     actor_id: str | None = None
     recovery_codes_left: int | None = None
     retry_at: datetime | None = None
+    two_factor_on: bool | None = None
 
 
 @runtime_checkable
@@ -65,68 +69,27 @@ class Notifier(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
+    """A rendered notification: a one-line subject, a plain-text body and an HTML body."""
+
     subject: str
-    body: str
+    text: str
+    html: str
+
+    @property
+    def body(self) -> str:
+        """The plain-text body (the same as :attr:`text`)."""
+        return self.text
 
 
 def render(notification: Notification, *, product: str = "your account") -> Message:
-    """A plain-text subject and body for ``notification``."""
-    n = notification
-    where = f" in {n.tenant_name or n.tenant_id}" if (n.tenant_name or n.tenant_id) else ""
-    if n.kind is NotificationKind.TWO_FACTOR_ENABLED:
-        return Message(
-            subject=f"Two-factor authentication enabled for {product}",
-            body=(
-                "You've enabled two-factor authentication for your user. From now on you'll be "
-                "asked for a 6-digit code from your authenticator app when you log in.\n\n"
-                "If this wasn't you, contact your administrator immediately."
-            ),
-        )
-    if n.kind is NotificationKind.TWO_FACTOR_RESET:
-        return Message(
-            subject=f"Two-factor authentication reset for {product}",
-            body=(
-                f"An owner ({n.actor_id}){where} reset two-factor authentication for your user. "
-                "You'll be asked to set it up again at your next login.\n\n"
-                "If you didn't ask for this, contact your administrator immediately."
-            ),
-        )
-    if n.kind is NotificationKind.TWO_FACTOR_REMOVED:
-        return Message(
-            subject=f"Two-factor authentication removed for {product}",
-            body=(
-                "You removed two-factor authentication from your user.\n\n"
-                "If this wasn't you, change your password and contact your administrator."
-            ),
-        )
-    if n.kind is NotificationKind.RECOVERY_CODE_USED:
-        return Message(
-            subject=f"A recovery code was used to log in to {product}",
-            body=(
-                f"A recovery code was used to log in{where}. You have {n.recovery_codes_left} "
-                "recovery codes left.\n\nIf this wasn't you, contact your administrator immediately."
-            ),
-        )
-    if n.kind is NotificationKind.RECOVERY_CODES_REGENERATED:
-        return Message(
-            subject=f"New recovery codes for {product}",
-            body=(
-                "New recovery codes were generated for your user; the old ones no longer work.\n\n"
-                "If this wasn't you, contact your administrator immediately."
-            ),
-        )
-    retry = (
-        f"You can try again after {n.retry_at:%Y-%m-%d %H:%M} UTC."
-        if n.retry_at is not None
-        else "Ask an owner of your tenant to reset your two-factor authentication."
-    )
-    return Message(
-        subject=f"Too many wrong codes for {product}",
-        body=(
-            f"Too many wrong two-factor codes were entered for your user{where}. {retry}\n\n"
-            "If this wasn't you, someone may know your password: change it."
-        ),
-    )
+    """The notification as a message, from the default :class:`~tenant2fa.templates.Templates`.
+
+    ``product`` is the host application's name, as users know it.
+    """
+    # templates.py imports this module for the kinds, so it is imported when first needed.
+    from tenant2fa.templates import Templates  # noqa: PLC0415
+
+    return Templates.default().render(notification, product=product)
 
 
 class InMemoryNotifier:
