@@ -103,7 +103,17 @@ def test_integration_walk_through_runs_top_to_bottom(
     guard = namespace["guard"]
     assert callable(guard)
     assert guard(namespace["bob"], "B") is None
-    assert len(namespace["sent_mail"]) == 2
+    # Bob's and olga's "enabled" emails, and olga's owner emails: 2FA switched on, then off, in B.
+    sent = namespace["sent_mail"]
+    assert isinstance(sent, list)
+    subjects = [(m["to"], m["subject"]) for m in sent]
+    assert ("bob@example.com", "Two-factor authentication enabled for Acme") in subjects
+    switched = [
+        subject for to, subject in subjects if to == "olga@example.com" and "switched" in subject
+    ]
+    assert len(switched) == 2
+    assert " on " in switched[0]
+    assert " off " in switched[1]
 
 
 _LINK = re.compile(r"\]\(([^)\s]+)\)")

@@ -3,8 +3,8 @@
 For each operation we first run it without faults and record the storage calls it makes. Then,
 for every one of those calls, we run it again on a fresh world with a fault injected at that call,
 once *before* the call runs (it never happened: refused connection, timeout) and once *after* it
-ran (it committed but the reply was lost: a crash). The state afterwards must be the state before
-the operation or the state after a fault-free run; for operations that check a code it may also be
+ran (it committed but the reply was lost: a crash). The state afterwards (including the notifications in the
+outbox) must be the state before the operation or the state after a fault-free run; for operations that check a code it may also be
 "the attempt was counted and nothing else", because the throttle charges an attempt first, by
 design, so that a crash never yields a free guess. A verification under a fault is never "ok", and
 no exception text carries a secret or a code.
@@ -24,6 +24,7 @@ import pytest
 from tenant2fa import (
     AuditQuery,
     Config,
+    InMemoryNotifier,
     Keyring,
     LoginSession,
     MemoryStorage,
@@ -58,6 +59,8 @@ def _world(make_storage: Callable[[], Any]) -> World:
         storage=faulty,
         keyring=Keyring.generate(),
         clock=clock,
+        # Inline delivery: its claim and finish calls get faults injected too.
+        notifier=InMemoryNotifier(),
         config=Config(recovery_hasher=RecoveryCodeHasher(n=2**4)),
     )
     tf.create_tenant("A", name="Tenant A", owner_id="alice")
@@ -86,7 +89,7 @@ def _world(make_storage: Callable[[], Any]) -> World:
 
 
 def _charged(snapshot: tuple[object, ...], user: str, now: datetime) -> tuple[object, ...]:
-    tenants, members, factors, audit = snapshot
+    tenants, members, factors, audit, told = snapshot
     assert isinstance(factors, tuple)
     i = USERS.index(user)
     row = list(factors[i])
@@ -94,7 +97,7 @@ def _charged(snapshot: tuple[object, ...], user: str, now: datetime) -> tuple[ob
     row[4] = now
     changed = list(factors)
     changed[i] = tuple(row)
-    return tenants, members, tuple(changed), audit
+    return tenants, members, tuple(changed), audit, told
 
 
 Operation = Callable[[World], object]
@@ -232,4 +235,9 @@ def _snapshot(world: World) -> tuple[object, ...]:
         )
         for r in storage.audit_records(AuditQuery(limit=10_000))
     )
-    return tenants, members, tuple(factors), audit
+    # What users will be told (delivery state aside: delivery is retried until it succeeds).
+    told = tuple(
+        (n.kind, n.user_id, n.tenant_id, n.actor_id, n.recovery_codes_left, n.two_factor_on)
+        for n in (item.notification for item in storage.outbox_items(limit=10_000))
+    )
+    return tenants, members, tuple(factors), audit, told

@@ -50,9 +50,13 @@ PURE_MODULES = (
 SHELL_PREFIXES = (
     "tenant2fa.__main__",
     "tenant2fa.demo",
+    "tenant2fa.dispatch",
     "tenant2fa.notify",
+    "tenant2fa.outbox",
     "tenant2fa.service",
+    "tenant2fa.smtp",
     "tenant2fa.storage",
+    "tenant2fa.templates",
     "tenant2fa.testing",
 )
 """The I/O shell and the tools around it: allowed to do I/O, never imported by the core."""

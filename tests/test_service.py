@@ -721,3 +721,17 @@ def test_the_whole_flow_works_at_t_20000000000_beyond_32_bits(backend: str, tmp_
     code = code_for(tf, "olga")
     assert tf.verify_code(fresh, "B", code).ok
     assert tf.verify_code(fresh, "B", code).reason is Reason.INVALID
+
+
+def test_a_replacement_can_only_be_confirmed_by_a_login_that_proved_the_current_authenticator(
+    enrolled: Enrolled, tf: TwoFactor, clock: FakeClock
+) -> None:
+    _later(clock)
+    tf.begin_enrollment(enrolled.login)  # bob's proven login starts replacing his phone
+    password_only = tf.start_session("bob")
+    with pytest.raises(StepUpRequired) as raised:
+        tf.confirm_enrollment(password_only, pending_code_for(tf, "bob"))
+    assert raised.value.step is StepKind.CHALLENGE
+    assert tf.user_status("bob").state is EnrollmentState.REPLACING
+    assert tf.user_status("bob").failures == 0
+    assert tf.confirm_enrollment(enrolled.login, pending_code_for(tf, "bob")).ok

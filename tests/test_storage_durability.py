@@ -201,19 +201,21 @@ def test_switching_a_tenant_of_100000_members_writes_one_row(big_tenant: tuple[s
         assert writes == ["update_tenant_policy"]
         if kind == "memory":
             continue
-        # ... which is one UPDATE of one row plus the audit INSERT, whatever the tenant's size.
+        # ... which is one UPDATE of one row, plus the audit record and the owner's notification:
+        # what is written depends on the number of owners, never on the number of members.
         changing = [
             (sql, n)
             for sql, n in statements
             if sql.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE"))
         ]
-        assert len(changing) == 2, changing
-        update, insert = changing
+        assert len(changing) == 3, changing
+        update, audit, outbox = changing
+        assert update[0].lstrip().upper().startswith("UPDATE")
         assert "t2fa_tenants" in update[0]
-        assert "t2fa_audit" in insert[0]
+        assert "t2fa_audit" in audit[0]
+        assert "t2fa_outbox" in outbox[0]
         if kind != "sqlite":
-            assert update[1] == 1
-            assert insert[1] == 1
+            assert (update[1], audit[1], outbox[1]) == (1, 1, 1)
     if kind not in ("memory", "sqlite"):
         sa.event.remove(storage.engine, "after_cursor_execute", _count)
     assert tf.tenant("big").version == 2

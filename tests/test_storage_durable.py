@@ -27,6 +27,16 @@ class TestSQLiteFile(StorageConformance):
         backend.close()
 
 
+class TestSQLiteInMemory(StorageConformance):
+    """``":memory:"``: one shared connection, so every thread sees the same database."""
+
+    @pytest.fixture
+    def storage(self) -> Iterator[Storage]:
+        backend = SQLiteStorage(":memory:")
+        yield backend
+        backend.close()
+
+
 class TestSQLAlchemyOnSQLite(StorageConformance):
     @pytest.fixture
     def storage(self, tmp_path: Path) -> Iterator[Storage]:

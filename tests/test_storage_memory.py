@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import pytest
 
 from tenant2fa.audit import AuditQuery, AuditRecord
 from tenant2fa.enrollment import PendingEnrollment
+from tenant2fa.notify import Notification
 from tenant2fa.policy import TenantPolicy
 from tenant2fa.recovery import RecoveryCodeSet
 from tenant2fa.storage import Charge, FactorRecord, Storage
@@ -41,10 +42,15 @@ def test_memory_storage_is_a_runtime_storage() -> None:
 
 class _AuditsRefusedPolicyUpdate(MemoryStorage):
     def update_tenant_policy(
-        self, policy: TenantPolicy, *, expected_version: int, audit: AuditRecord
+        self,
+        policy: TenantPolicy,
+        *,
+        expected_version: int,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> bool:
         changed = super().update_tenant_policy(
-            policy, expected_version=expected_version, audit=audit
+            policy, expected_version=expected_version, audit=audit, notifications=notifications
         )
         if not changed:
             self.append_audit(audit)
@@ -68,12 +74,19 @@ class _IgnoresExpiry(MemoryStorage):
         now: datetime,
         recovery: RecoveryCodeSet,
         audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         pending = self.get_factor(user_id).pending
         if pending is not None:
             now = min(now, pending.created_at)
         return super().activate_pending(
-            user_id, pending_id=pending_id, step=step, now=now, recovery=recovery, audit=audit
+            user_id,
+            pending_id=pending_id,
+            step=step,
+            now=now,
+            recovery=recovery,
+            audit=audit,
+            notifications=notifications,
         )
 
 
@@ -87,6 +100,7 @@ class _ActivatesUsedStep(MemoryStorage):
         now: datetime,
         recovery: RecoveryCodeSet,
         audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         # Compares with >= instead of >: the step already accepted is accepted again.
         last = self.get_factor(user_id).last_step
@@ -97,6 +111,7 @@ class _ActivatesUsedStep(MemoryStorage):
             now=now,
             recovery=recovery,
             audit=audit,
+            notifications=notifications,
         )
 
 
@@ -118,9 +133,17 @@ class _NeverLocksForGood(MemoryStorage):
 
 class _ReusableRecoveryCodes(MemoryStorage):
     def consume_recovery_code(
-        self, user_id: str, *, digest: bytes, now: datetime, audit: AuditRecord
+        self,
+        user_id: str,
+        *,
+        digest: bytes,
+        now: datetime,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
-        left = super().consume_recovery_code(user_id, digest=digest, now=now, audit=audit)
+        left = super().consume_recovery_code(
+            user_id, digest=digest, now=now, audit=audit, notifications=notifications
+        )
         with self._lock:
             codes = self._recovery.get(user_id, {})
             if digest in codes:
@@ -129,8 +152,10 @@ class _ReusableRecoveryCodes(MemoryStorage):
 
 
 class _ResetForgetsLastStep(MemoryStorage):
-    def reset_factor(self, user_id: str, *, audit: AuditRecord) -> int | None:
-        epoch = super().reset_factor(user_id, audit=audit)
+    def reset_factor(
+        self, user_id: str, *, audit: AuditRecord, notifications: Sequence[Notification] = ()
+    ) -> int | None:
+        epoch = super().reset_factor(user_id, audit=audit, notifications=notifications)
         with self._lock:
             self._factors[user_id] = dataclasses.replace(self._factor(user_id), last_step=-1)
         return epoch
@@ -147,6 +172,7 @@ class _Truncates32BitSteps(MemoryStorage):
         now: datetime,
         recovery: RecoveryCodeSet,
         audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         return super().activate_pending(
             user_id,
@@ -155,6 +181,7 @@ class _Truncates32BitSteps(MemoryStorage):
             now=now,
             recovery=recovery,
             audit=audit,
+            notifications=notifications,
         )
 
 
@@ -210,7 +237,13 @@ class _RacyCodeSuccess(_Racy):
 
 class _RacyRecoveryCode(_Racy):
     def consume_recovery_code(
-        self, user_id: str, *, digest: bytes, now: datetime, audit: AuditRecord
+        self,
+        user_id: str,
+        *,
+        digest: bytes,
+        now: datetime,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         with self._lock:
             unused = dict(self._recovery.get(user_id, {}))
@@ -248,6 +281,7 @@ class _RacyActivation(_Racy):
         now: datetime,
         recovery: RecoveryCodeSet,
         audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         factor = self.get_factor(user_id)
         pending = factor.pending

@@ -21,8 +21,10 @@ from tenant2fa import enrollment, session, totp
 from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord, new_audit_record
 from tenant2fa.clock import Clock, SystemClock, require_utc
 from tenant2fa.config import Config
+from tenant2fa.dispatch import Dispatcher
 from tenant2fa.enrollment import EnrollmentEvent, EnrollmentState, PendingEnrollment
 from tenant2fa.errors import (
+    ConfigurationError,
     Conflict,
     InvalidInput,
     InvalidSession,
@@ -37,6 +39,7 @@ from tenant2fa.errors import (
 )
 from tenant2fa.flow import Step, StepKind, UserFacts, identity_is_fresh, next_step
 from tenant2fa.notify import Notification, NotificationKind
+from tenant2fa.outbox import DeliveryRules
 from tenant2fa.policy import (
     Membership,
     Role,
@@ -77,9 +80,15 @@ def _check_method(method: object) -> str:
 class TwoFactor:
     """Multi-tenant TOTP two-factor authentication.
 
-    ``storage`` keeps the state, ``keyring`` encrypts secrets and tags login sessions, ``notifier``
-    tells users about changes to their account (optional), ``clock`` gives the time (the system
-    clock by default; inject :class:`tenant2fa.testing.FakeClock` in tests).
+    ``storage`` keeps the state, ``keyring`` encrypts secrets and tags login sessions, ``clock``
+    gives the time (the system clock by default; inject :class:`tenant2fa.testing.FakeClock` in
+    tests).
+
+    Notifications to users are written to the storage's outbox in the same atomic step as the
+    change they report. With a ``notifier`` and ``deliver_inline=True`` (the default) they are
+    delivered right after the change commits, best effort; whatever fails is retried by a
+    :class:`~tenant2fa.dispatch.Dispatcher` (a background thread, or cron), following
+    ``delivery``. With ``deliver_inline=False`` only such a dispatcher delivers them.
     """
 
     def __init__(
@@ -90,12 +99,16 @@ class TwoFactor:
         notifier: Notifier | None = None,
         clock: Clock | None = None,
         config: Config | None = None,
+        deliver_inline: bool = True,
+        delivery: DeliveryRules | None = None,
     ) -> None:
         self.storage = storage
         self.keyring = keyring
         self.notifier = notifier
         self.clock: Clock = clock or SystemClock()
         self.config = config or Config()
+        self.deliver_inline = deliver_inline
+        self.delivery = delivery or DeliveryRules()
 
     def __repr__(self) -> str:
         return f"TwoFactor(storage={self.storage!r}, keyring={self.keyring!r})"
@@ -117,29 +130,40 @@ class TwoFactor:
             raise UnknownTenant(tenant_id)
         return policy
 
-    def _member(self, tenant_id: str, user_id: str) -> Membership:
-        self._tenant(tenant_id)
+    def _member(self, tenant_id: str, user_id: str) -> TenantPolicy:
+        """The tenant's policy, after checking that ``user_id`` is a member."""
+        tenant = self._tenant(tenant_id)
         membership = self.storage.get_membership(tenant_id, check_identifier(user_id, "user_id"))
         if membership is None:
             raise NotAMember(tenant_id, user_id)
-        return membership
+        return tenant
 
-    def _notify(self, kind: NotificationKind, user_id: str, now: datetime, **facts: object) -> None:
-        if self.notifier is None:
-            return
-        note = Notification(
+    @staticmethod
+    def _note(kind: NotificationKind, user_id: str, now: datetime, **facts: object) -> Notification:
+        return Notification(
             notification_id=secrets.token_hex(16),
             kind=kind,
             user_id=user_id,
             at=now,
             **facts,  # type: ignore[arg-type]
         )
+
+    def dispatcher(self) -> Dispatcher:
+        """A :class:`~tenant2fa.dispatch.Dispatcher` for this service's storage, notifier and
+        clock (to run in a background thread: ``tf.dispatcher().start(interval=...)``)."""
+        if self.notifier is None:
+            raise ConfigurationError("a dispatcher needs a notifier")
+        return Dispatcher(self.storage, self.notifier, clock=self.clock, rules=self.delivery)
+
+    def _deliver(self, notes: Iterable[Notification]) -> None:
+        """Best-effort delivery of just-committed notifications; failures stay in the outbox."""
+        ids = [n.notification_id for n in notes]
+        if not ids or self.notifier is None or not self.deliver_inline:
+            return
         try:
-            self.notifier.notify(note)
-        except Exception as exc:  # noqa: BLE001 - a notifier failure must never undo the change
-            _log.warning(
-                "notification %s for user %r failed: %s", kind.value, user_id, type(exc).__name__
-            )
+            self.dispatcher().dispatch(ids=ids)
+        except StorageError as exc:
+            _log.warning("inline delivery postponed (the outbox keeps it): %s", exc)
 
     def _decrypt(self, blob: bytes, user_id: str) -> bytes:
         return self.keyring.decrypt(blob, purpose=_SECRET_PURPOSE, context=user_id)
@@ -179,6 +203,15 @@ class TwoFactor:
         if failures not in (rules.free_failures, rules.max_failures) or failures == 0:
             return
         state = allowance(failures=failures, last_failure_at=now, now=now, rules=rules)
+        tenant = self.storage.get_tenant(tenant_id) if tenant_id else None
+        note = self._note(
+            NotificationKind.LOCKED_OUT,
+            user_id,
+            now,
+            tenant_id=tenant_id,
+            tenant_name=tenant.name if tenant else None,
+            retry_at=state.retry_at,
+        )
         self.storage.append_audit(
             new_audit_record(
                 AuditKind.LOCKED_OUT,
@@ -187,11 +220,10 @@ class TwoFactor:
                 user_id=user_id,
                 failures=str(failures),
                 until=state.retry_at.isoformat() if state.retry_at else "owner reset",
-            )
+            ),
+            notifications=[note],
         )
-        self._notify(
-            NotificationKind.LOCKED_OUT, user_id, now, tenant_id=tenant_id, retry_at=state.retry_at
-        )
+        self._deliver([note])
 
     def _reject(
         self,
@@ -310,10 +342,25 @@ class TwoFactor:
                 new="on" if enabled else "off",
                 **({"grace_period": str(grace_period)} if enabled and grace_period else {}),
             )
+            # Every owner hears of it, so that a toggle by a compromised owner account is noticed.
+            owners = self.storage.list_memberships(tenant_id, role=Role.OWNER)
+            notes = [
+                self._note(
+                    NotificationKind.TENANT_TWO_FACTOR_CHANGED,
+                    owner.user_id,
+                    now,
+                    tenant_id=tenant_id,
+                    tenant_name=current.name,
+                    actor_id=actor_id,
+                    two_factor_on=enabled,
+                )
+                for owner in owners
+            ]
             if self.storage.update_tenant_policy(
-                new, expected_version=current.version, audit=audit
+                new, expected_version=current.version, audit=audit, notifications=notes
             ):
                 _log.info("tenant %r two-factor %s by %r", tenant_id, audit.detail["new"], actor_id)
+                self._deliver(notes)
                 return new
         raise Conflict(f"tenant {tenant_id!r} policy kept changing; try again")
 
@@ -469,7 +516,9 @@ class TwoFactor:
         On success: the secret becomes the user's authenticator (replacing an old one), fresh
         recovery codes are returned (shown once, stored only as hashes), the user is notified, and
         ``result.login`` counts as having proven the second factor. The attempt counts against
-        the user's throttle like any code. Concurrent confirms activate exactly once.
+        the user's throttle like any code. Concurrent confirms activate exactly once. Replacing
+        an authenticator needs a login that has proven the current one (else
+        :class:`~tenant2fa.errors.StepUpRequired` with CHALLENGE).
         """
         login = self._login(login)
         user_id = login.user_id
@@ -482,6 +531,12 @@ class TwoFactor:
             pending = factor.pending
             if pending is None or pending.is_expired(now):
                 return EnrollmentResult(ok=False, reason=Reason.NOT_PENDING, login=login)
+            if factor.secret is not None and not self._second_factor_proven(login, factor):
+                # A replacement (begun by any login of the user) replaces the authenticator only
+                # for a login that has proven the current one.
+                raise StepUpRequired(
+                    StepKind.CHALLENGE, "enter a code from the current authenticator first"
+                )
             charge = self.storage.charge_attempt(user_id, now=now, rules=self.config.throttle)
             if not charge.allowed:
                 return EnrollmentResult(
@@ -495,6 +550,7 @@ class TwoFactor:
                 self._reject(AuditKind.CODE_REJECTED, login, None, now, charge.failures, "enroll")
                 return EnrollmentResult(ok=False, reason=Reason.INVALID, login=login)
             codes = generate_recovery_codes(self.config.recovery_code_count)
+            enabled_note = self._note(NotificationKind.TWO_FACTOR_ENABLED, user_id, now)
             epoch = self.storage.activate_pending(
                 user_id,
                 pending_id=pending.pending_id,
@@ -508,6 +564,7 @@ class TwoFactor:
                     pending_id=pending.pending_id,
                     replaced="yes" if factor.secret is not None else "no",
                 ),
+                notifications=[enabled_note],
             )
             if epoch is None:
                 self._reject(
@@ -518,7 +575,7 @@ class TwoFactor:
             _log.error("confirm_enrollment for %r failed closed: %s", user_id, exc)
             return EnrollmentResult(ok=False, reason=Reason.UNAVAILABLE, login=login)
         _log.info("user %r enabled two-factor authentication", user_id)
-        self._notify(NotificationKind.TWO_FACTOR_ENABLED, user_id, now)
+        self._deliver([enabled_note])
         proven = self._sign(
             dataclasses.replace(login, second_factor_at=now, second_factor_epoch=epoch)
         )
@@ -590,7 +647,7 @@ class TwoFactor:
         user_id = login.user_id
         now = self._now()
         try:
-            self._member(tenant_id, user_id)
+            tenant = self._member(tenant_id, user_id)
             factor = self.storage.get_factor(user_id)
             if factor.secret is None or factor.recovery_salt is None:
                 self._reject(
@@ -602,6 +659,13 @@ class TwoFactor:
                 return VerifyResult(
                     ok=False, reason=Reason.LOCKED, login=login, retry_at=charge.retry_at
                 )
+            used_note = self._note(
+                NotificationKind.RECOVERY_CODE_USED,
+                user_id,
+                now,
+                tenant_id=tenant_id,
+                tenant_name=tenant.name,
+            )
             left = self.storage.consume_recovery_code(
                 user_id,
                 digest=self.config.recovery_hasher.digest(canonical, factor.recovery_salt),
@@ -609,6 +673,7 @@ class TwoFactor:
                 audit=new_audit_record(
                     AuditKind.RECOVERY_CODE_USED, at=now, tenant_id=tenant_id, user_id=user_id
                 ),
+                notifications=[used_note],
             )
             if left is None:
                 self._reject(
@@ -623,15 +688,7 @@ class TwoFactor:
         except StorageError as exc:
             _log.error("use_recovery_code for %r failed closed: %s", user_id, exc)
             return VerifyResult(ok=False, reason=Reason.UNAVAILABLE, login=login)
-        tenant = self.storage.get_tenant(tenant_id)
-        self._notify(
-            NotificationKind.RECOVERY_CODE_USED,
-            user_id,
-            now,
-            tenant_id=tenant_id,
-            tenant_name=tenant.name if tenant else None,
-            recovery_codes_left=left,
-        )
+        self._deliver([used_note])
         proven = self._sign(
             dataclasses.replace(login, second_factor_at=now, second_factor_epoch=factor.epoch)
         )
@@ -655,6 +712,7 @@ class TwoFactor:
         if not self._second_factor_proven(login, factor):
             raise StepUpRequired(StepKind.CHALLENGE, "enter a code from your authenticator first")
         codes = generate_recovery_codes(self.config.recovery_code_count)
+        note = self._note(NotificationKind.RECOVERY_CODES_REGENERATED, login.user_id, now)
         epoch = self.storage.replace_recovery_codes(
             login.user_id,
             recovery=self.config.recovery_hasher.new_set(codes),
@@ -662,10 +720,11 @@ class TwoFactor:
             audit=new_audit_record(
                 AuditKind.RECOVERY_CODES_REGENERATED, at=now, user_id=login.user_id
             ),
+            notifications=[note],
         )
         if epoch is None:
             raise Conflict("the user's two-factor settings changed meanwhile; try again")
-        self._notify(NotificationKind.RECOVERY_CODES_REGENERATED, login.user_id, now)
+        self._deliver([note])
         return self._sign(dataclasses.replace(login, second_factor_epoch=epoch)), codes
 
     # -- reset and removal -----------------------------------------------------------------
@@ -689,7 +748,7 @@ class TwoFactor:
         )
         if actor_id == user_id:
             raise PermissionDenied("owners cannot reset their own two-factor authentication")
-        self._member(tenant_id, user_id)
+        tenant = self._member(tenant_id, user_id)
         now = self._now()
         factor = self.storage.get_factor(user_id)
         state = factor.state(now)
@@ -697,6 +756,14 @@ class TwoFactor:
         # secret that has since expired): the reset then only clears the lock.
         if state is not EnrollmentState.NONE or factor.failures == 0:
             enrollment.apply(state, EnrollmentEvent.RESET)
+        note = self._note(
+            NotificationKind.TWO_FACTOR_RESET,
+            user_id,
+            now,
+            tenant_id=tenant_id,
+            tenant_name=tenant.name,
+            actor_id=actor_id,
+        )
         epoch = self.storage.reset_factor(
             user_id,
             audit=new_audit_record(
@@ -707,19 +774,12 @@ class TwoFactor:
                 actor_id=actor_id,
                 previous=state.value,
             ),
+            notifications=[note],
         )
         if epoch is None:
             raise InvalidTransition(EnrollmentState.NONE, EnrollmentEvent.RESET)
         _log.info("two-factor of %r reset by %r in %r", user_id, actor_id, tenant_id)
-        tenant = self.storage.get_tenant(tenant_id)
-        self._notify(
-            NotificationKind.TWO_FACTOR_RESET,
-            user_id,
-            now,
-            tenant_id=tenant_id,
-            tenant_name=tenant.name if tenant else None,
-            actor_id=actor_id,
-        )
+        self._deliver([note])
 
     def remove_two_factor(self, login: LoginSession) -> LoginSession:
         """The user removes their own 2FA. Allowed only when none of their tenants requires it,
@@ -735,6 +795,7 @@ class TwoFactor:
         enrollment.apply(state, EnrollmentEvent.RESET)
         if state.is_enrolled and not self._second_factor_proven(login, factor):
             raise StepUpRequired(StepKind.CHALLENGE, "enter a code from your authenticator first")
+        note = self._note(NotificationKind.TWO_FACTOR_REMOVED, login.user_id, now)
         epoch = self.storage.reset_factor(
             login.user_id,
             audit=new_audit_record(
@@ -744,10 +805,11 @@ class TwoFactor:
                 actor_id=login.user_id,
                 previous=state.value,
             ),
+            notifications=[note],
         )
         if epoch is None:
             raise InvalidTransition(EnrollmentState.NONE, EnrollmentEvent.RESET)
-        self._notify(NotificationKind.TWO_FACTOR_REMOVED, login.user_id, now)
+        self._deliver([note])
         return self._sign(
             dataclasses.replace(login, second_factor_at=None, second_factor_epoch=None)
         )

@@ -8,6 +8,10 @@ different threads or processes cannot both pass. Backends raise :class:`~tenant2
 
 Time values are aware UTC datetimes; ``last_step`` and counters are Python ints (time steps go past
 2**32 in 2603: use 64-bit columns).
+
+Operations that change security state take the audit record and the ``notifications`` that report
+the change, and store all of them in the same atomic step (the transactional outbox): either the
+change, its audit record and its notifications are all stored, or none is.
 """
 
 from __future__ import annotations
@@ -19,8 +23,13 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from tenant2fa.enrollment import EnrollmentState, PendingEnrollment, effective_state
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import timedelta
+
     from tenant2fa.audit import AuditQuery, AuditRecord
-    from tenant2fa.policy import Membership, TenantPolicy
+    from tenant2fa.notify import Notification
+    from tenant2fa.outbox import OutboxItem, OutboxState
+    from tenant2fa.policy import Membership, Role, TenantPolicy
     from tenant2fa.recovery import RecoveryCodeSet
     from tenant2fa.throttle import ThrottleRules
 
@@ -82,10 +91,16 @@ class Storage(Protocol):
         ...
 
     def update_tenant_policy(
-        self, policy: TenantPolicy, *, expected_version: int, audit: AuditRecord
+        self,
+        policy: TenantPolicy,
+        *,
+        expected_version: int,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> bool:
         """Replace the policy of ``policy.tenant_id`` if its stored version is ``expected_version``,
-        and store ``audit`` with it. Returns ``False`` and changes nothing otherwise.
+        and store ``audit`` and ``notifications`` with it. Returns ``False`` and changes nothing
+        otherwise.
 
         One row: the cost must not depend on the number of members.
         """
@@ -101,8 +116,8 @@ class Storage(Protocol):
 
     def get_membership(self, tenant_id: str, user_id: str) -> Membership | None: ...
 
-    def list_memberships(self, tenant_id: str) -> list[Membership]:
-        """Members of a tenant, ordered by user id."""
+    def list_memberships(self, tenant_id: str, *, role: Role | None = None) -> list[Membership]:
+        """Members of a tenant (only those with ``role``, if given), ordered by user id."""
         ...
 
     def tenants_of_user(self, user_id: str) -> list[TenantPolicy]:
@@ -129,6 +144,7 @@ class Storage(Protocol):
         now: datetime,
         recovery: RecoveryCodeSet,
         audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         """Make the pending secret active, if and only if, in one atomic step:
         a pending enrollment with ``pending_id`` exists, it has not expired at ``now``, and
@@ -136,8 +152,8 @@ class Storage(Protocol):
 
         Then: active secret = pending secret, pending cleared, ``activated_at = now``,
         ``last_step = step``, failures cleared, recovery codes replaced by ``recovery``,
-        epoch incremented, ``audit`` stored. Returns the new epoch; ``None`` if the condition
-        failed (nothing changed).
+        epoch incremented, ``audit`` and ``notifications`` stored. Returns the new epoch; ``None``
+        if the condition failed (nothing changed).
         """
         ...
 
@@ -161,34 +177,97 @@ class Storage(Protocol):
         ...
 
     def consume_recovery_code(
-        self, user_id: str, *, digest: bytes, now: datetime, audit: AuditRecord
+        self,
+        user_id: str,
+        *,
+        digest: bytes,
+        now: datetime,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         """Use the user's unused recovery code with this digest, atomically: mark it used, clear
-        failures, store ``audit``, and return how many unused codes are left. ``None`` (nothing
-        changed) if there is no such unused code."""
+        failures, store ``audit`` and ``notifications``, and return how many unused codes are
+        left. Notifications of kind ``RECOVERY_CODE_USED`` are stored with
+        ``recovery_codes_left`` set to that number. ``None`` (nothing changed) if there is no such
+        unused code."""
         ...
 
     def replace_recovery_codes(
-        self, user_id: str, *, recovery: RecoveryCodeSet, expected_epoch: int, audit: AuditRecord
+        self,
+        user_id: str,
+        *,
+        recovery: RecoveryCodeSet,
+        expected_epoch: int,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         """Replace all recovery codes of an enrolled user whose epoch is ``expected_epoch``,
-        increment the epoch and store ``audit``. Returns the new epoch, or ``None`` (nothing
-        changed)."""
+        increment the epoch and store ``audit`` and ``notifications``. Returns the new epoch, or
+        ``None`` (nothing changed)."""
         ...
 
-    def reset_factor(self, user_id: str, *, audit: AuditRecord) -> int | None:
+    def reset_factor(
+        self, user_id: str, *, audit: AuditRecord, notifications: Sequence[Notification] = ()
+    ) -> int | None:
         """Remove the user's active and pending secrets and recovery codes, clear failures,
-        increment the epoch (``last_step`` is kept) and store ``audit``. Returns the new epoch;
+        increment the epoch (``last_step`` is kept) and store ``audit`` and ``notifications``.
+        Returns the new epoch;
         ``None`` if there was neither an active nor a pending secret (even an expired one) nor a
         failure counted (nothing changed)."""
         ...
 
     # -- audit -----------------------------------------------------------------------------
 
-    def append_audit(self, record: AuditRecord) -> None:
-        """Store one audit record."""
+    def append_audit(
+        self, record: AuditRecord, *, notifications: Sequence[Notification] = ()
+    ) -> None:
+        """Store one audit record and ``notifications``, atomically."""
         ...
 
     def audit_records(self, query: AuditQuery) -> list[AuditRecord]:
         """Records matching ``query``, oldest first (ties in insertion order), paged."""
+        ...
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    def claim_notifications(
+        self,
+        *,
+        now: datetime,
+        claimant: str,
+        lease: timedelta,
+        limit: int,
+        ids: Sequence[str] | None = None,
+    ) -> list[OutboxItem]:
+        """Reserve up to ``limit`` pending notifications for ``claimant``, atomically, oldest first.
+
+        Eligible: pending, due (``next_attempt_at <= now``), and not held by anyone (never
+        claimed, or the lease ran out); only those in ``ids`` when given. Each claimed one gets
+        ``attempts + 1`` and is held by ``claimant`` until ``now + lease``. Concurrent claimants
+        (threads or processes) never get the same notification while a lease holds. The items
+        returned show the new attempt count.
+        """
+        ...
+
+    def finish_notification(
+        self,
+        notification_id: str,
+        *,
+        claimant: str,
+        state: OutboxState,
+        now: datetime,
+        next_attempt_at: datetime | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Record the outcome of ``claimant``'s attempt, if it still holds the notification:
+        ``DELIVERED`` (``delivered_at = now``), ``PENDING`` (released; due again at
+        ``next_attempt_at``) or ``ABANDONED``. ``error`` is kept as ``last_error``. Returns
+        ``False`` and changes nothing if the claim was lost (its lease ran out and another
+        claimant took it over)."""
+        ...
+
+    def outbox_items(
+        self, *, state: OutboxState | None = None, limit: int = 100
+    ) -> list[OutboxItem]:
+        """Notifications in the outbox (only those in ``state``, if given), oldest first."""
         ...

@@ -9,22 +9,48 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from tenant2fa.errors import AlreadyMember, TenantExists, UnknownTenant
+from tenant2fa.outbox import OutboxItem, OutboxState, with_codes_left
 from tenant2fa.storage.base import Charge, FactorRecord
 from tenant2fa.throttle import allowance
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from collections.abc import Sequence
 
     from tenant2fa.audit import AuditQuery, AuditRecord
     from tenant2fa.enrollment import PendingEnrollment
-    from tenant2fa.policy import Membership, TenantPolicy
+    from tenant2fa.notify import Notification
+    from tenant2fa.policy import Membership, Role, TenantPolicy
     from tenant2fa.recovery import RecoveryCodeSet
     from tenant2fa.throttle import ThrottleRules
 
 __all__ = ["MemoryStorage"]
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    notification: Notification
+    state: OutboxState = OutboxState.PENDING
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    last_error: str | None = None
+    claimant: str | None = None
+    claimed_until: datetime | None = None
+
+    def item(self) -> OutboxItem:
+        return OutboxItem(
+            notification=self.notification,
+            state=self.state,
+            attempts=self.attempts,
+            next_attempt_at=self.next_attempt_at,
+            delivered_at=self.delivered_at,
+            last_error=self.last_error,
+        )
 
 
 class MemoryStorage:
@@ -39,6 +65,7 @@ class MemoryStorage:
         # user -> digest -> used? (True once used)
         self._recovery: dict[str, dict[bytes, bool]] = {}
         self._audit: list[AuditRecord] = []
+        self._outbox: dict[str, _Outgoing] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStorage(<{len(self._tenants)} tenants, {len(self._factors)} factors>)"
@@ -58,15 +85,25 @@ class MemoryStorage:
         with self._lock:
             return self._tenants.get(tenant_id)
 
+    def _record(self, audit: AuditRecord, notifications: Sequence[Notification]) -> None:
+        self._audit.append(audit)
+        for note in notifications:
+            self._outbox.setdefault(note.notification_id, _Outgoing(note, next_attempt_at=note.at))
+
     def update_tenant_policy(
-        self, policy: TenantPolicy, *, expected_version: int, audit: AuditRecord
+        self,
+        policy: TenantPolicy,
+        *,
+        expected_version: int,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> bool:
         with self._lock:
             current = self._tenants.get(policy.tenant_id)
             if current is None or current.version != expected_version:
                 return False
             self._tenants[policy.tenant_id] = policy
-            self._audit.append(audit)
+            self._record(audit, notifications)
             return True
 
     def add_membership(self, membership: Membership, audit: AuditRecord) -> None:
@@ -84,9 +121,13 @@ class MemoryStorage:
         with self._lock:
             return self._members.get((tenant_id, user_id))
 
-    def list_memberships(self, tenant_id: str) -> list[Membership]:
+    def list_memberships(self, tenant_id: str, *, role: Role | None = None) -> list[Membership]:
         with self._lock:
-            found = [m for (t, _), m in self._members.items() if t == tenant_id]
+            found = [
+                m
+                for (t, _), m in self._members.items()
+                if t == tenant_id and (role is None or m.role is role)
+            ]
         return sorted(found, key=lambda m: m.user_id)
 
     def tenants_of_user(self, user_id: str) -> list[TenantPolicy]:
@@ -117,6 +158,7 @@ class MemoryStorage:
         now: datetime,
         recovery: RecoveryCodeSet,
         audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         with self._lock:
             factor = self._factor(user_id)
@@ -142,7 +184,7 @@ class MemoryStorage:
                 recovery_codes_left=len(recovery.digests),
             )
             self._recovery[user_id] = dict.fromkeys(recovery.digests, False)
-            self._audit.append(audit)
+            self._record(audit, notifications)
             return epoch
 
     def charge_attempt(self, user_id: str, *, now: datetime, rules: ThrottleRules) -> Charge:
@@ -181,7 +223,13 @@ class MemoryStorage:
             return True
 
     def consume_recovery_code(
-        self, user_id: str, *, digest: bytes, now: datetime, audit: AuditRecord
+        self,
+        user_id: str,
+        *,
+        digest: bytes,
+        now: datetime,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         with self._lock:
             codes = self._recovery.get(user_id)
@@ -192,11 +240,17 @@ class MemoryStorage:
             self._factors[user_id] = dataclasses.replace(
                 self._factor(user_id), failures=0, last_failure_at=None, recovery_codes_left=left
             )
-            self._audit.append(audit)
+            self._record(audit, [with_codes_left(n, left) for n in notifications])
             return left
 
     def replace_recovery_codes(
-        self, user_id: str, *, recovery: RecoveryCodeSet, expected_epoch: int, audit: AuditRecord
+        self,
+        user_id: str,
+        *,
+        recovery: RecoveryCodeSet,
+        expected_epoch: int,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         with self._lock:
             factor = self._factor(user_id)
@@ -210,10 +264,12 @@ class MemoryStorage:
                 recovery_codes_left=len(recovery.digests),
             )
             self._recovery[user_id] = dict.fromkeys(recovery.digests, False)
-            self._audit.append(audit)
+            self._record(audit, notifications)
             return epoch
 
-    def reset_factor(self, user_id: str, *, audit: AuditRecord) -> int | None:
+    def reset_factor(
+        self, user_id: str, *, audit: AuditRecord, notifications: Sequence[Notification] = ()
+    ) -> int | None:
         with self._lock:
             factor = self._factor(user_id)
             if factor.secret is None and factor.pending is None and factor.failures == 0:
@@ -223,17 +279,87 @@ class MemoryStorage:
                 user_id=user_id, last_step=factor.last_step, epoch=epoch
             )
             self._recovery.pop(user_id, None)
-            self._audit.append(audit)
+            self._record(audit, notifications)
             return epoch
 
     # -- audit -----------------------------------------------------------------------------
 
-    def append_audit(self, record: AuditRecord) -> None:
+    def append_audit(
+        self, record: AuditRecord, *, notifications: Sequence[Notification] = ()
+    ) -> None:
         with self._lock:
-            self._audit.append(record)
+            self._record(record, notifications)
 
     def audit_records(self, query: AuditQuery) -> list[AuditRecord]:
         with self._lock:
             matching = [r for r in self._audit if query.matches(r)]
         ordered = sorted(enumerate(matching), key=lambda pair: (pair[1].at, pair[0]))
         return [r for _, r in ordered[query.offset : query.offset + query.limit]]
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    def claim_notifications(
+        self,
+        *,
+        now: datetime,
+        claimant: str,
+        lease: timedelta,
+        limit: int,
+        ids: Sequence[str] | None = None,
+    ) -> list[OutboxItem]:
+        wanted = None if ids is None else set(ids)
+        claimed: list[OutboxItem] = []
+        with self._lock:
+            for key, entry in self._outbox.items():
+                if len(claimed) >= limit:
+                    break
+                due = entry.next_attempt_at is None or entry.next_attempt_at <= now
+                free = entry.claimed_until is None or entry.claimed_until <= now
+                if (
+                    entry.state is OutboxState.PENDING
+                    and due
+                    and free
+                    and (wanted is None or key in wanted)
+                ):
+                    entry.attempts += 1
+                    entry.claimant = claimant
+                    entry.claimed_until = now + lease
+                    claimed.append(entry.item())
+        return claimed
+
+    def finish_notification(
+        self,
+        notification_id: str,
+        *,
+        claimant: str,
+        state: OutboxState,
+        now: datetime,
+        next_attempt_at: datetime | None = None,
+        error: str | None = None,
+    ) -> bool:
+        with self._lock:
+            entry = self._outbox.get(notification_id)
+            if (
+                entry is None
+                or entry.claimant != claimant
+                or entry.state is not OutboxState.PENDING
+            ):
+                return False
+            if entry.claimed_until is not None and entry.claimed_until <= now:
+                return False
+            entry.state = state
+            entry.claimant = None
+            entry.claimed_until = None
+            entry.last_error = error
+            if state is OutboxState.DELIVERED:
+                entry.delivered_at = now
+            elif state is OutboxState.PENDING:
+                entry.next_attempt_at = next_attempt_at or now
+            return True
+
+    def outbox_items(
+        self, *, state: OutboxState | None = None, limit: int = 100
+    ) -> list[OutboxItem]:
+        with self._lock:
+            items = [e.item() for e in self._outbox.values() if state is None or e.state is state]
+        return items[:limit]

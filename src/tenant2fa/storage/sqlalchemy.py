@@ -32,13 +32,21 @@ from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord
 from tenant2fa.clock import UTC
 from tenant2fa.enrollment import PendingEnrollment
 from tenant2fa.errors import AlreadyMember, StorageError, TenantExists, UnknownTenant
+from tenant2fa.outbox import (
+    OutboxItem,
+    OutboxState,
+    decode_notification,
+    encode_notification,
+    with_codes_left,
+)
 from tenant2fa.policy import Membership, Role, TenantPolicy
 from tenant2fa.storage.base import Charge, FactorRecord
 from tenant2fa.throttle import allowance
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
+    from tenant2fa.notify import Notification
     from tenant2fa.recovery import RecoveryCodeSet
     from tenant2fa.throttle import ThrottleRules
 
@@ -47,7 +55,7 @@ __all__ = ["SCHEMA_VERSION", "ExactText", "SQLAlchemyStorage", "alembic_render_i
 _T = TypeVar("_T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class ExactText(sa.types.TypeDecorator[str]):
@@ -140,6 +148,7 @@ memberships = sa.Table(
     sa.Column("user_id", _id(), primary_key=True),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Index("t2fa_memberships_by_user", "user_id", "tenant_id"),
+    sa.Index("t2fa_memberships_by_role", "tenant_id", "role"),
 )
 
 factors = sa.Table(
@@ -187,6 +196,29 @@ audit_log = sa.Table(
     sa.Index("t2fa_audit_by_user", "user_id", "at"),
     sa.Index("t2fa_audit_by_actor", "actor_id", "at"),
     sa.Index("t2fa_audit_by_time", "at"),
+)
+
+
+outbox = sa.Table(
+    "t2fa_outbox",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("notification_id", _text(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.BigInteger),
+    sa.Column("delivered_at", sa.BigInteger),
+    sa.Column("last_error", sa.Text),
+    sa.Column("claimant", _text(64)),
+    sa.Column("claimed_until", sa.BigInteger),
+    sa.Index("t2fa_outbox_due", "state", "next_attempt_at"),
 )
 
 
@@ -245,15 +277,29 @@ class SQLAlchemyStorage:
     # -- schema ---------------------------------------------------------------------------------
 
     def create_schema(self) -> None:
-        """Create our tables if missing and record the schema version (quick starts, tests)."""
+        """Create our tables and indexes if missing, and record the schema version.
+
+        For quick starts and tests; it also brings a database made by an older tenant2fa up to
+        date where that only needs new tables or indexes. Production hosts should use their own
+        Alembic migrations (see :data:`metadata`).
+        """
 
         def work(conn: sa.Connection) -> None:
             metadata.create_all(conn, checkfirst=True)
+            for table in metadata.sorted_tables:
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
             row = conn.execute(
                 sa.select(meta.c.value).where(meta.c.key == "schema_version")
             ).first()
             if row is None:
                 conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(row.value) < SCHEMA_VERSION:
+                conn.execute(
+                    meta.update()
+                    .where(meta.c.key == "schema_version")
+                    .values(value=str(SCHEMA_VERSION))
+                )
 
         self._run(work)
 
@@ -304,6 +350,26 @@ class SQLAlchemyStorage:
                 detail=json.dumps(dict(record.detail), sort_keys=True),
             )
         )
+
+    def _record(
+        self, conn: sa.Connection, audit: AuditRecord, notifications: Sequence[Notification]
+    ) -> None:
+        self._audit(conn, audit)
+        if notifications:
+            conn.execute(
+                outbox.insert(),
+                [
+                    {
+                        "notification_id": n.notification_id,
+                        "created_at": _us(n.at),
+                        "payload": encode_notification(n),
+                        "state": OutboxState.PENDING.value,
+                        "attempts": 0,
+                        "next_attempt_at": _us(n.at),
+                    }
+                    for n in notifications
+                ],
+            )
 
     def _ensure_factor_row(self, conn: sa.Connection, user_id: str) -> None:
         exists = conn.execute(
@@ -379,7 +445,12 @@ class SQLAlchemyStorage:
         return None if row is None else self._policy(row)
 
     def update_tenant_policy(
-        self, policy: TenantPolicy, *, expected_version: int, audit: AuditRecord
+        self,
+        policy: TenantPolicy,
+        *,
+        expected_version: int,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> bool:
         def work(conn: sa.Connection) -> bool:
             result = conn.execute(
@@ -390,7 +461,7 @@ class SQLAlchemyStorage:
             )
             if result.rowcount != 1:
                 return False
-            self._audit(conn, audit)
+            self._record(conn, audit, notifications)
             return True
 
         return self._run(work)
@@ -437,14 +508,13 @@ class SQLAlchemyStorage:
             return None
         return Membership(tenant_id=tenant_id, user_id=user_id, role=Role(row.role))
 
-    def list_memberships(self, tenant_id: str) -> list[Membership]:
-        rows = self._run(
-            lambda c: c.execute(
-                sa.select(memberships.c.user_id, memberships.c.role)
-                .where(memberships.c.tenant_id == tenant_id)
-                .order_by(memberships.c.user_id)
-            ).all()
+    def list_memberships(self, tenant_id: str, *, role: Role | None = None) -> list[Membership]:
+        stmt = sa.select(memberships.c.user_id, memberships.c.role).where(
+            memberships.c.tenant_id == tenant_id
         )
+        if role is not None:
+            stmt = stmt.where(memberships.c.role == role.value)
+        rows = self._run(lambda c: c.execute(stmt.order_by(memberships.c.user_id)).all())
         return [Membership(tenant_id=tenant_id, user_id=r.user_id, role=Role(r.role)) for r in rows]
 
     def tenants_of_user(self, user_id: str) -> list[TenantPolicy]:
@@ -540,6 +610,7 @@ class SQLAlchemyStorage:
         now: datetime,
         recovery: RecoveryCodeSet,
         audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         def work(conn: sa.Connection) -> int | None:
             result = conn.execute(
@@ -565,7 +636,7 @@ class SQLAlchemyStorage:
             if result.rowcount != 1:
                 return None
             self._replace_codes(conn, user_id, recovery)
-            self._audit(conn, audit)
+            self._record(conn, audit, notifications)
             return self._epoch(conn, user_id)
 
         return self._run(work)
@@ -620,7 +691,13 @@ class SQLAlchemyStorage:
         return self._run(work)
 
     def consume_recovery_code(
-        self, user_id: str, *, digest: bytes, now: datetime, audit: AuditRecord
+        self,
+        user_id: str,
+        *,
+        digest: bytes,
+        now: datetime,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         def work(conn: sa.Connection) -> int | None:
             result = conn.execute(
@@ -637,13 +714,20 @@ class SQLAlchemyStorage:
                 .where(factors.c.user_id == user_id)
                 .values(failures=0, last_failure_at=None)
             )
-            self._audit(conn, audit)
-            return self._codes_left(conn, user_id)
+            left = self._codes_left(conn, user_id)
+            self._record(conn, audit, [with_codes_left(n, left) for n in notifications])
+            return left
 
         return self._run(work)
 
     def replace_recovery_codes(
-        self, user_id: str, *, recovery: RecoveryCodeSet, expected_epoch: int, audit: AuditRecord
+        self,
+        user_id: str,
+        *,
+        recovery: RecoveryCodeSet,
+        expected_epoch: int,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         def work(conn: sa.Connection) -> int | None:
             result = conn.execute(
@@ -656,12 +740,14 @@ class SQLAlchemyStorage:
             if result.rowcount != 1:
                 return None
             self._replace_codes(conn, user_id, recovery)
-            self._audit(conn, audit)
+            self._record(conn, audit, notifications)
             return self._epoch(conn, user_id)
 
         return self._run(work)
 
-    def reset_factor(self, user_id: str, *, audit: AuditRecord) -> int | None:
+    def reset_factor(
+        self, user_id: str, *, audit: AuditRecord, notifications: Sequence[Notification] = ()
+    ) -> int | None:
         def work(conn: sa.Connection) -> int | None:
             result = conn.execute(
                 factors.update()
@@ -689,15 +775,17 @@ class SQLAlchemyStorage:
             if result.rowcount != 1:
                 return None
             conn.execute(recovery_codes.delete().where(recovery_codes.c.user_id == user_id))
-            self._audit(conn, audit)
+            self._record(conn, audit, notifications)
             return self._epoch(conn, user_id)
 
         return self._run(work)
 
     # -- audit -----------------------------------------------------------------------------
 
-    def append_audit(self, record: AuditRecord) -> None:
-        self._run(lambda c: self._audit(c, record))
+    def append_audit(
+        self, record: AuditRecord, *, notifications: Sequence[Notification] = ()
+    ) -> None:
+        self._run(lambda c: self._record(c, record, notifications))
 
     def audit_records(self, query: AuditQuery) -> list[AuditRecord]:
         stmt = sa.select(audit_log)
@@ -729,6 +817,110 @@ class SQLAlchemyStorage:
             )
             for r in rows
         ]
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _outbox_item(row: Any) -> OutboxItem:  # noqa: ANN401 - a SQLAlchemy Row
+        return OutboxItem(
+            notification=decode_notification(row.payload),
+            state=OutboxState(row.state),
+            attempts=row.attempts,
+            next_attempt_at=_dt(row.next_attempt_at),
+            delivered_at=_dt(row.delivered_at),
+            last_error=row.last_error,
+        )
+
+    def claim_notifications(
+        self,
+        *,
+        now: datetime,
+        claimant: str,
+        lease: timedelta,
+        limit: int,
+        ids: Sequence[str] | None = None,
+    ) -> list[OutboxItem]:
+        if ids is not None and not ids:
+            return []
+
+        def work(conn: sa.Connection) -> list[OutboxItem]:
+            due = (
+                sa.select(outbox.c.seq)
+                .where(outbox.c.state == OutboxState.PENDING.value)
+                .where(
+                    sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= _us(now))
+                )
+                .where(sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= _us(now)))
+            )
+            if ids is not None:
+                due = due.where(outbox.c.notification_id.in_(list(ids)))
+            # SKIP LOCKED: concurrent dispatchers take different rows instead of queueing.
+            seqs = [
+                row.seq
+                for row in conn.execute(
+                    due.order_by(outbox.c.seq).limit(limit).with_for_update(skip_locked=True)
+                )
+            ]
+            if not seqs:
+                return []
+            conn.execute(
+                outbox.update()
+                .where(outbox.c.seq.in_(seqs))
+                .values(
+                    attempts=outbox.c.attempts + 1,
+                    claimant=claimant,
+                    claimed_until=_us(now + lease),
+                )
+            )
+            rows = conn.execute(
+                sa.select(outbox).where(outbox.c.seq.in_(seqs)).order_by(outbox.c.seq)
+            ).all()
+            return [self._outbox_item(row) for row in rows]
+
+        return self._run(work)
+
+    def finish_notification(
+        self,
+        notification_id: str,
+        *,
+        claimant: str,
+        state: OutboxState,
+        now: datetime,
+        next_attempt_at: datetime | None = None,
+        error: str | None = None,
+    ) -> bool:
+        values: dict[str, object] = {
+            "state": state.value,
+            "claimant": None,
+            "claimed_until": None,
+            "last_error": error,
+        }
+        if state is OutboxState.DELIVERED:
+            values["delivered_at"] = _us(now)
+        elif state is OutboxState.PENDING:
+            values["next_attempt_at"] = _us(next_attempt_at or now)
+
+        def work(conn: sa.Connection) -> bool:
+            result = conn.execute(
+                outbox.update()
+                .where(outbox.c.notification_id == notification_id)
+                .where(outbox.c.claimant == claimant)
+                .where(outbox.c.state == OutboxState.PENDING.value)
+                .where(outbox.c.claimed_until > _us(now))
+                .values(**values)
+            )
+            return bool(result.rowcount == 1)
+
+        return self._run(work)
+
+    def outbox_items(
+        self, *, state: OutboxState | None = None, limit: int = 100
+    ) -> list[OutboxItem]:
+        stmt = sa.select(outbox)
+        if state is not None:
+            stmt = stmt.where(outbox.c.state == state.value)
+        rows = self._run(lambda c: c.execute(stmt.order_by(outbox.c.seq).limit(limit)).all())
+        return [self._outbox_item(row) for row in rows]
 
 
 def _sqlite_immediate_transactions(engine: sa.Engine) -> None:

@@ -31,13 +31,21 @@ from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord
 from tenant2fa.clock import UTC
 from tenant2fa.enrollment import PendingEnrollment
 from tenant2fa.errors import AlreadyMember, StorageError, TenantExists, UnknownTenant
+from tenant2fa.outbox import (
+    OutboxItem,
+    OutboxState,
+    decode_notification,
+    encode_notification,
+    with_codes_left,
+)
 from tenant2fa.policy import Membership, Role, TenantPolicy
 from tenant2fa.storage.base import Charge, FactorRecord
 from tenant2fa.throttle import allowance
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
+    from tenant2fa.notify import Notification
     from tenant2fa.recovery import RecoveryCodeSet
     from tenant2fa.throttle import ThrottleRules
 
@@ -46,7 +54,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 _T = TypeVar("_T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry upgrades the schema from version i to i + 1. Never edit a released entry: append.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -101,6 +109,24 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX t2fa_audit_by_actor ON t2fa_audit (actor_id, at)",
         "CREATE INDEX t2fa_audit_by_time ON t2fa_audit (at)",
     ),
+    # 2: the notification outbox, and owners found without reading every member.
+    (
+        """CREATE TABLE t2fa_outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            notification_id TEXT NOT NULL UNIQUE,
+            created_at INTEGER NOT NULL,
+            payload TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at INTEGER,
+            delivered_at INTEGER,
+            last_error TEXT,
+            claimant TEXT,
+            claimed_until INTEGER
+        )""",
+        "CREATE INDEX t2fa_outbox_due ON t2fa_outbox (state, next_attempt_at)",
+        "CREATE INDEX t2fa_memberships_by_role ON t2fa_memberships (tenant_id, role)",
+    ),
 )
 
 
@@ -123,9 +149,10 @@ def _required_dt(value: int) -> datetime:
 class SQLiteStorage:
     """A :class:`~tenant2fa.storage.Storage` in one SQLite database file.
 
-    ``path`` is a file path (``":memory:"`` works for a single thread only; use a file for
-    anything else). ``busy_timeout`` is how long one statement waits for another writer;
-    ``retries`` how many more times a whole operation is tried after that.
+    ``path`` is a file path, or ``":memory:"`` for a private in-memory database (one
+    connection shared by this object's threads, one operation at a time; gone when closed).
+    ``busy_timeout`` is how long one statement waits for another writer; ``retries`` how many
+    more times a whole operation is tried after that.
     """
 
     def __init__(
@@ -143,6 +170,9 @@ class SQLiteStorage:
         self._all_lock = threading.Lock()
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+        # An in-memory database exists per connection, so every thread must use the same one.
+        self._shared: sqlite3.Connection | None = None
+        self._serial = threading.RLock() if self.path == ":memory:" else None
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({self.path!r})"
@@ -150,7 +180,7 @@ class SQLiteStorage:
     # -- connections and transactions -------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        conn: sqlite3.Connection | None = self._shared or getattr(self._local, "conn", None)
         if conn is not None:
             return conn
         try:
@@ -167,7 +197,10 @@ class SQLiteStorage:
                 conn.execute("PRAGMA journal_mode = WAL")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open SQLite database: {exc}") from exc
-        self._local.conn = conn
+        if self._serial is not None:
+            self._shared = conn
+        else:
+            self._local.conn = conn
         with self._all_lock:
             self._all.append(conn)
         if not self._schema_ready:
@@ -181,6 +214,7 @@ class SQLiteStorage:
         for conn in conns:
             conn.close()
         self._local = threading.local()
+        self._shared = None
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         with self._schema_lock:
@@ -254,9 +288,10 @@ class SQLiteStorage:
         """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction, retried on SQLITE_BUSY."""
 
         def attempt() -> _T:
-            conn = self._connect()
-            with self._transaction(conn, "IMMEDIATE"):
-                return work(conn)
+            with self._one_at_a_time():
+                conn = self._connect()
+                with self._transaction(conn, "IMMEDIATE"):
+                    return work(conn)
 
         return self._retrying(attempt)
 
@@ -264,11 +299,20 @@ class SQLiteStorage:
         """Run ``work`` in one read transaction (a consistent snapshot)."""
 
         def attempt() -> _T:
-            conn = self._connect()
-            with self._transaction(conn, "DEFERRED"):
-                return work(conn)
+            with self._one_at_a_time():
+                conn = self._connect()
+                with self._transaction(conn, "DEFERRED"):
+                    return work(conn)
 
         return self._retrying(attempt)
+
+    @contextmanager
+    def _one_at_a_time(self) -> Iterator[None]:
+        if self._serial is None:
+            yield
+            return
+        with self._serial:
+            yield
 
     @staticmethod
     def _insert_audit(conn: sqlite3.Connection, record: AuditRecord) -> None:
@@ -284,6 +328,22 @@ class SQLiteStorage:
                 record.actor_id,
                 json.dumps(dict(record.detail), sort_keys=True),
             ),
+        )
+
+    def _record(
+        self,
+        conn: sqlite3.Connection,
+        audit: AuditRecord,
+        notifications: Sequence[Notification],
+    ) -> None:
+        self._insert_audit(conn, audit)
+        conn.executemany(
+            "INSERT OR IGNORE INTO t2fa_outbox "
+            "(notification_id, created_at, payload, next_attempt_at) VALUES (?, ?, ?, ?)",
+            [
+                (n.notification_id, _us(n.at), encode_notification(n), _us(n.at))
+                for n in notifications
+            ],
         )
 
     # -- tenants and memberships ------------------------------------------------------------
@@ -343,7 +403,12 @@ class SQLiteStorage:
         return None if row is None else self._policy(row)
 
     def update_tenant_policy(
-        self, policy: TenantPolicy, *, expected_version: int, audit: AuditRecord
+        self,
+        policy: TenantPolicy,
+        *,
+        expected_version: int,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
             _, name, required, activated, grace, version = self._policy_row(policy)
@@ -354,7 +419,7 @@ class SQLiteStorage:
             )
             if cursor.rowcount != 1:
                 return False
-            self._insert_audit(conn, audit)
+            self._record(conn, audit, notifications)
             return True
 
         return self._write(work)
@@ -388,13 +453,17 @@ class SQLiteStorage:
             return None
         return Membership(tenant_id=tenant_id, user_id=user_id, role=Role(row[0]))
 
-    def list_memberships(self, tenant_id: str) -> list[Membership]:
-        rows = self._read(
-            lambda c: c.execute(
-                "SELECT user_id, role FROM t2fa_memberships WHERE tenant_id = ? ORDER BY user_id",
-                (tenant_id,),
-            ).fetchall()
-        )
+    def list_memberships(self, tenant_id: str, *, role: Role | None = None) -> list[Membership]:
+        if role is None:
+            sql = "SELECT user_id, role FROM t2fa_memberships WHERE tenant_id = ? ORDER BY user_id"
+            params: tuple[str, ...] = (tenant_id,)
+        else:
+            sql = (
+                "SELECT user_id, role FROM t2fa_memberships WHERE tenant_id = ? AND role = ? "
+                "ORDER BY user_id"
+            )
+            params = (tenant_id, role.value)
+        rows = self._read(lambda c: c.execute(sql, params).fetchall())
         return [Membership(tenant_id=tenant_id, user_id=u, role=Role(r)) for u, r in rows]
 
     def tenants_of_user(self, user_id: str) -> list[TenantPolicy]:
@@ -497,6 +566,7 @@ class SQLiteStorage:
         now: datetime,
         recovery: RecoveryCodeSet,
         audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         def work(conn: sqlite3.Connection) -> int | None:
             cursor = conn.execute(
@@ -511,7 +581,7 @@ class SQLiteStorage:
             if cursor.rowcount != 1:
                 return None
             self._replace_codes(conn, user_id, recovery)
-            self._insert_audit(conn, audit)
+            self._record(conn, audit, notifications)
             return self._epoch(conn, user_id)
 
         return self._write(work)
@@ -557,7 +627,13 @@ class SQLiteStorage:
         return self._write(work)
 
     def consume_recovery_code(
-        self, user_id: str, *, digest: bytes, now: datetime, audit: AuditRecord
+        self,
+        user_id: str,
+        *,
+        digest: bytes,
+        now: datetime,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         def work(conn: sqlite3.Connection) -> int | None:
             cursor = conn.execute(
@@ -571,17 +647,23 @@ class SQLiteStorage:
                 "UPDATE t2fa_factors SET failures = 0, last_failure_at = NULL WHERE user_id = ?",
                 (user_id,),
             )
-            self._insert_audit(conn, audit)
             left: int = conn.execute(
                 "SELECT COUNT(*) FROM t2fa_recovery_codes WHERE user_id = ? AND used_at IS NULL",
                 (user_id,),
             ).fetchone()[0]
+            self._record(conn, audit, [with_codes_left(n, left) for n in notifications])
             return left
 
         return self._write(work)
 
     def replace_recovery_codes(
-        self, user_id: str, *, recovery: RecoveryCodeSet, expected_epoch: int, audit: AuditRecord
+        self,
+        user_id: str,
+        *,
+        recovery: RecoveryCodeSet,
+        expected_epoch: int,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
     ) -> int | None:
         def work(conn: sqlite3.Connection) -> int | None:
             cursor = conn.execute(
@@ -592,12 +674,14 @@ class SQLiteStorage:
             if cursor.rowcount != 1:
                 return None
             self._replace_codes(conn, user_id, recovery)
-            self._insert_audit(conn, audit)
+            self._record(conn, audit, notifications)
             return self._epoch(conn, user_id)
 
         return self._write(work)
 
-    def reset_factor(self, user_id: str, *, audit: AuditRecord) -> int | None:
+    def reset_factor(
+        self, user_id: str, *, audit: AuditRecord, notifications: Sequence[Notification] = ()
+    ) -> int | None:
         def work(conn: sqlite3.Connection) -> int | None:
             cursor = conn.execute(
                 "UPDATE t2fa_factors SET secret = NULL, activated_at = NULL, pending_id = NULL, "
@@ -609,15 +693,17 @@ class SQLiteStorage:
             if cursor.rowcount != 1:
                 return None
             conn.execute("DELETE FROM t2fa_recovery_codes WHERE user_id = ?", (user_id,))
-            self._insert_audit(conn, audit)
+            self._record(conn, audit, notifications)
             return self._epoch(conn, user_id)
 
         return self._write(work)
 
     # -- audit -----------------------------------------------------------------------------
 
-    def append_audit(self, record: AuditRecord) -> None:
-        self._write(lambda c: self._insert_audit(c, record))
+    def append_audit(
+        self, record: AuditRecord, *, notifications: Sequence[Notification] = ()
+    ) -> None:
+        self._write(lambda c: self._record(c, record, notifications))
 
     def audit_records(self, query: AuditQuery) -> list[AuditRecord]:
         clauses: list[str] = []
@@ -658,3 +744,104 @@ class SQLiteStorage:
             )
             for r in rows
         ]
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    _OUTBOX_COLUMNS = "payload, state, attempts, next_attempt_at, delivered_at, last_error"
+
+    @staticmethod
+    def _outbox_item(row: tuple[Any, ...]) -> OutboxItem:
+        return OutboxItem(
+            notification=decode_notification(row[0]),
+            state=OutboxState(row[1]),
+            attempts=row[2],
+            next_attempt_at=_dt(row[3]),
+            delivered_at=_dt(row[4]),
+            last_error=row[5],
+        )
+
+    def claim_notifications(
+        self,
+        *,
+        now: datetime,
+        claimant: str,
+        lease: timedelta,
+        limit: int,
+        ids: Sequence[str] | None = None,
+    ) -> list[OutboxItem]:
+        def work(conn: sqlite3.Connection) -> list[OutboxItem]:
+            sql = (
+                "SELECT seq, notification_id FROM t2fa_outbox WHERE state = 'pending' "
+                "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
+                "AND (claimed_until IS NULL OR claimed_until <= ?)"
+            )
+            params: list[object] = [_us(now), _us(now)]
+            if ids is not None:
+                if not ids:
+                    return []
+                sql += f" AND notification_id IN ({', '.join('?' * len(ids))})"
+                params += list(ids)
+            sql += " ORDER BY seq LIMIT ?"
+            params.append(limit)
+            rows = conn.execute(sql, params).fetchall()
+            items = []
+            for seq, _ in rows:
+                conn.execute(
+                    "UPDATE t2fa_outbox SET attempts = attempts + 1, claimant = ?, "
+                    "claimed_until = ? WHERE seq = ?",
+                    (claimant, _us(now + lease), seq),
+                )
+                row = conn.execute(
+                    f"SELECT {self._OUTBOX_COLUMNS} FROM t2fa_outbox WHERE seq = ?", (seq,)
+                ).fetchone()
+                items.append(self._outbox_item(row))
+            return items
+
+        return self._write(work)
+
+    def finish_notification(
+        self,
+        notification_id: str,
+        *,
+        claimant: str,
+        state: OutboxState,
+        now: datetime,
+        next_attempt_at: datetime | None = None,
+        error: str | None = None,
+    ) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE t2fa_outbox SET state = ?, claimant = NULL, claimed_until = NULL, "
+                "last_error = ?, "
+                "delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END, "
+                "next_attempt_at = CASE WHEN ? = 'pending' THEN ? ELSE next_attempt_at END "
+                "WHERE notification_id = ? AND claimant = ? AND state = 'pending' "
+                "AND claimed_until > ?",
+                (
+                    state.value,
+                    error,
+                    state.value,
+                    _us(now),
+                    state.value,
+                    _us(next_attempt_at or now),
+                    notification_id,
+                    claimant,
+                    _us(now),
+                ),
+            )
+            return cursor.rowcount == 1
+
+        return self._write(work)
+
+    def outbox_items(
+        self, *, state: OutboxState | None = None, limit: int = 100
+    ) -> list[OutboxItem]:
+        where = "" if state is None else "WHERE state = ?"
+        params: tuple[object, ...] = () if state is None else (state.value,)
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {self._OUTBOX_COLUMNS} FROM t2fa_outbox {where} ORDER BY seq LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        )
+        return [self._outbox_item(row) for row in rows]

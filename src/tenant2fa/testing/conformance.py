@@ -62,6 +62,8 @@ from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord, new_audit_record
 from tenant2fa.clock import UTC
 from tenant2fa.enrollment import PendingEnrollment
 from tenant2fa.errors import AlreadyMember, TenantExists, UnknownTenant
+from tenant2fa.notify import Notification, NotificationKind
+from tenant2fa.outbox import OutboxState
 from tenant2fa.policy import Membership, Role, TenantPolicy
 from tenant2fa.recovery import RecoveryCodeSet
 from tenant2fa.storage.base import Charge, FactorRecord, Storage
@@ -191,6 +193,35 @@ def _consume(storage: Storage, user_id: str, label: str, *, at: datetime = T0) -
         now=at,
         audit=_audit(AuditKind.RECOVERY_CODE_USED, at=at, user_id=user_id),
     )
+
+
+def _note(
+    notification_id: str,
+    *,
+    user_id: str = "bob",
+    kind: NotificationKind = NotificationKind.TWO_FACTOR_ENABLED,
+    at: datetime = T0,
+) -> Notification:
+    return Notification(
+        notification_id=notification_id,
+        kind=kind,
+        user_id=user_id,
+        at=at,
+        tenant_id="acme",
+        tenant_name="Acme <&> Co",
+        actor_id="olga",
+        retry_at=at + timedelta(minutes=5),
+        two_factor_on=True,
+    )
+
+
+def _outbox_ids(storage: Storage, state: OutboxState | None = None) -> list[str]:
+    return [
+        item.notification.notification_id for item in storage.outbox_items(state=state, limit=1000)
+    ]
+
+
+LEASE = timedelta(minutes=2)
 
 
 def _race(count: int, attempt: Callable[[int], _R]) -> list[_R]:
@@ -1223,3 +1254,218 @@ class StorageConformance:
         loser = (winner + 1) % THREADS
         assert _consume(storage, "bob", f"code-{loser}") is None
         assert _consume(storage, "bob", f"code-{winner}") == 0
+
+    # -- the outbox: notifications are stored with the change they report ----------------------
+
+    def test_notifications_are_stored_with_each_change_that_carries_them(
+        self, storage: Storage
+    ) -> None:
+        policy = _new_tenant(storage, "acme")
+        assert storage.update_tenant_policy(
+            dataclasses.replace(policy, two_factor_required=True, version=1),
+            expected_version=0,
+            audit=_audit(),
+            notifications=[_note("toggle-1", user_id="olga"), _note("toggle-2", user_id="oscar")],
+        )
+        storage.save_pending("bob", _pending("p1"), audit=_audit())
+        assert storage.activate_pending(
+            "bob",
+            pending_id="p1",
+            step=5,
+            now=T0,
+            recovery=_codes("a", "b"),
+            audit=_audit(),
+            notifications=[_note("enabled")],
+        )
+        assert storage.consume_recovery_code(
+            "bob",
+            digest=_digest("a"),
+            now=T0,
+            audit=_audit(),
+            notifications=[_note("used", kind=NotificationKind.RECOVERY_CODE_USED)],
+        )
+        epoch = storage.get_factor("bob").epoch
+        assert storage.replace_recovery_codes(
+            "bob",
+            recovery=_codes("x"),
+            expected_epoch=epoch,
+            audit=_audit(),
+            notifications=[_note("regenerated")],
+        )
+        storage.append_audit(_audit(), notifications=[_note("locked")])
+        assert storage.reset_factor("bob", audit=_audit(), notifications=[_note("reset")])
+        assert _outbox_ids(storage) == [
+            "toggle-1",
+            "toggle-2",
+            "enabled",
+            "used",
+            "regenerated",
+            "locked",
+            "reset",
+        ]
+        items = storage.outbox_items(limit=1000)
+        assert all(item.state is OutboxState.PENDING and item.attempts == 0 for item in items)
+        assert items[0].notification == _note("toggle-1", user_id="olga")
+
+    def test_a_refused_change_stores_none_of_its_notifications(self, storage: Storage) -> None:
+        policy = _new_tenant(storage, "acme")
+        assert not storage.update_tenant_policy(
+            dataclasses.replace(policy, version=1),
+            expected_version=7,
+            audit=_audit(),
+            notifications=[_note("stale-toggle")],
+        )
+        assert (
+            storage.activate_pending(
+                "bob",
+                pending_id="nothing-pending",
+                step=1,
+                now=T0,
+                recovery=_codes("a"),
+                audit=_audit(),
+                notifications=[_note("never-enabled")],
+            )
+            is None
+        )
+        assert (
+            storage.consume_recovery_code(
+                "bob",
+                digest=_digest("nope"),
+                now=T0,
+                audit=_audit(),
+                notifications=[_note("never-used")],
+            )
+            is None
+        )
+        assert (
+            storage.replace_recovery_codes(
+                "bob",
+                recovery=_codes("x"),
+                expected_epoch=0,
+                audit=_audit(),
+                notifications=[_note("never-regenerated")],
+            )
+            is None
+        )
+        assert (
+            storage.reset_factor("bob", audit=_audit(), notifications=[_note("never-reset")])
+            is None
+        )
+        assert _outbox_ids(storage) == []
+
+    def test_a_recovery_code_notification_is_stored_with_the_codes_left(
+        self, storage: Storage
+    ) -> None:
+        _enroll(storage, "bob", recovery=_codes("a", "b", "c"))
+        storage.consume_recovery_code(
+            "bob",
+            digest=_digest("b"),
+            now=T0,
+            audit=_audit(),
+            notifications=[
+                _note("used", kind=NotificationKind.RECOVERY_CODE_USED),
+                _note("other", kind=NotificationKind.LOCKED_OUT),
+            ],
+        )
+        used, other = storage.outbox_items()
+        assert used.notification.recovery_codes_left == 2
+        assert other.notification.recovery_codes_left is None
+
+    def test_claiming_takes_due_unheld_notifications_oldest_first_and_counts_the_attempt(
+        self, storage: Storage
+    ) -> None:
+        storage.append_audit(
+            _audit(),
+            notifications=[_note("n1"), _note("n2"), _note("later", at=_at(60)), _note("n3")],
+        )
+        first = storage.claim_notifications(now=T0, claimant="d1", lease=LEASE, limit=2)
+        assert [i.notification.notification_id for i in first] == ["n1", "n2"]
+        assert all(i.attempts == 1 and i.state is OutboxState.PENDING for i in first)
+        # Held ones and ones not yet due are not handed out again.
+        second = storage.claim_notifications(now=T0, claimant="d2", lease=LEASE, limit=10)
+        assert [i.notification.notification_id for i in second] == ["n3"]
+        assert storage.claim_notifications(now=T0, claimant="d3", lease=LEASE, limit=10) == []
+        # Only the listed ids, when given (n1 is still held: its lease runs for two minutes).
+        assert (
+            storage.claim_notifications(
+                now=_at(60), claimant="d4", lease=LEASE, limit=10, ids=["n1", "nope"]
+            )
+            == []
+        )
+        due = storage.claim_notifications(
+            now=_at(60), claimant="d4", lease=LEASE, limit=10, ids=["later"]
+        )
+        assert [i.notification.notification_id for i in due] == ["later"]
+        assert (
+            storage.claim_notifications(now=T0, claimant="d5", lease=LEASE, limit=10, ids=[]) == []
+        )
+
+    def test_a_claim_whose_lease_ran_out_goes_to_another_claimant(self, storage: Storage) -> None:
+        storage.append_audit(_audit(), notifications=[_note("n1")])
+        (held,) = storage.claim_notifications(now=T0, claimant="slow", lease=LEASE, limit=5)
+        assert held.attempts == 1
+        later = T0 + LEASE
+        (taken,) = storage.claim_notifications(now=later, claimant="fast", lease=LEASE, limit=5)
+        assert taken.attempts == 2
+        # The first claimant's outcome no longer counts; the second one's does.
+        assert not storage.finish_notification(
+            "n1", claimant="slow", state=OutboxState.DELIVERED, now=later
+        )
+        assert storage.finish_notification(
+            "n1", claimant="fast", state=OutboxState.DELIVERED, now=later
+        )
+        (item,) = storage.outbox_items()
+        assert item.state is OutboxState.DELIVERED
+        assert item.delivered_at == later
+
+    def test_finishing_records_delivered_retry_or_abandoned(self, storage: Storage) -> None:
+        storage.append_audit(_audit(), notifications=[_note("ok"), _note("retry"), _note("dead")])
+        storage.claim_notifications(now=T0, claimant="d", lease=LEASE, limit=5)
+        assert storage.finish_notification(
+            "ok", claimant="d", state=OutboxState.DELIVERED, now=_at(1)
+        )
+        assert storage.finish_notification(
+            "retry",
+            claimant="d",
+            state=OutboxState.PENDING,
+            now=_at(1),
+            next_attempt_at=_at(31),
+            error="ConnectionRefusedError: down",
+        )
+        assert storage.finish_notification(
+            "dead", claimant="d", state=OutboxState.ABANDONED, now=_at(1), error="gave up"
+        )
+        assert not storage.finish_notification(
+            "ok", claimant="d", state=OutboxState.DELIVERED, now=_at(2)
+        )  # finished already
+        assert not storage.finish_notification(
+            "missing", claimant="d", state=OutboxState.DELIVERED, now=_at(2)
+        )
+        assert _outbox_ids(storage, OutboxState.DELIVERED) == ["ok"]
+        assert _outbox_ids(storage, OutboxState.ABANDONED) == ["dead"]
+        (retry,) = storage.outbox_items(state=OutboxState.PENDING)
+        assert (retry.attempts, retry.next_attempt_at, retry.last_error) == (
+            1,
+            _at(31),
+            "ConnectionRefusedError: down",
+        )
+        # Released, and due again only at its retry time.
+        assert storage.claim_notifications(now=_at(30), claimant="e", lease=LEASE, limit=5) == []
+        (again,) = storage.claim_notifications(now=_at(31), claimant="e", lease=LEASE, limit=5)
+        assert (again.notification.notification_id, again.attempts) == ("retry", 2)
+
+    def test_concurrent_claimants_never_share_a_notification(self, storage: Storage) -> None:
+        storage.append_audit(
+            _audit(), notifications=[_note(f"n{i:02d}") for i in range(THREADS * 2)]
+        )
+        claims = _race(
+            THREADS,
+            lambda i: storage.claim_notifications(now=T0, claimant=f"d{i}", lease=LEASE, limit=3),
+        )
+        claimed = [item.notification.notification_id for batch in claims for item in batch]
+        assert claimed, "no claimant got anything"
+        assert len(claimed) == len(set(claimed)), "two claimants got the same notification"
+        # Claimants may skip rows another one holds; what is left goes to the next claim.
+        rest = storage.claim_notifications(now=T0, claimant="last", lease=LEASE, limit=1000)
+        remaining = [item.notification.notification_id for item in rest]
+        assert sorted(claimed + remaining) == [f"n{i:02d}" for i in range(THREADS * 2)]
