@@ -12,10 +12,12 @@ import pytest
 
 from tenant2fa import (
     AuditKind,
+    AuditQuery,
     Config,
     ConfigurationError,
     EnrollmentState,
     InMemoryNotifier,
+    InvalidInput,
     InvalidSession,
     InvalidTransition,
     Keyring,
@@ -735,3 +737,35 @@ def test_a_replacement_can_only_be_confirmed_by_a_login_that_proved_the_current_
     assert tf.user_status("bob").state is EnrollmentState.REPLACING
     assert tf.user_status("bob").failures == 0
     assert tf.confirm_enrollment(enrolled.login, pending_code_for(tf, "bob")).ok
+
+
+def test_the_audit_log_answers_by_tenant_user_kind_time_range_and_page(
+    enrolled: Enrolled, tf: TwoFactor, clock: FakeClock
+) -> None:
+    start = clock.now()
+    _later(clock, 60)
+    middle = clock.now()
+    tf.set_two_factor("A", actor_id="alice", enabled=True)
+    _later(clock, 60)
+    tf.reset_two_factor("B", "bob", actor_id="olga")
+    everything = tf.audit_log(limit=1000)
+    assert [r.at for r in everything] == sorted(r.at for r in everything)
+    assert all(r.at.tzinfo is not None for r in everything)
+
+    switched = tf.audit_log(kinds=frozenset({AuditKind.TWO_FACTOR_SWITCHED}))
+    assert [(r.tenant_id, r.actor_id) for r in switched] == [("B", "olga"), ("A", "alice")]
+    assert [r.kind for r in tf.audit_log(tenant_id="A", since=middle)] == [
+        AuditKind.TWO_FACTOR_SWITCHED
+    ]
+    about_bob = tf.audit_log(user_id="bob")
+    assert AuditKind.TWO_FACTOR_RESET in {r.kind for r in about_bob}
+    assert all("bob" in (r.user_id, r.actor_id) for r in about_bob)
+    by_olga = tf.audit_log(user_id="olga", kinds=frozenset({AuditKind.TWO_FACTOR_RESET}))
+    assert [(r.user_id, r.actor_id) for r in by_olga] == [("bob", "olga")]
+    assert tf.audit_log(until=everything[0].at) == []  # the bound is exclusive
+    before_middle = tf.audit_log(since=start, until=middle, limit=1000)
+    assert before_middle == [r for r in everything if start <= r.at < middle]
+    pages = [tf.audit_log(limit=3, offset=offset) for offset in range(0, len(everything), 3)]
+    assert [r for page in pages for r in page] == everything
+    with pytest.raises(InvalidInput):
+        tf.audit_log(AuditQuery(), tenant_id="A")

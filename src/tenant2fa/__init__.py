@@ -35,7 +35,14 @@ from tenant2fa.keyring import Keyring
 from tenant2fa.notify import InMemoryNotifier, Notification, NotificationKind, Notifier
 from tenant2fa.policy import Membership, Role, TenantPolicy
 from tenant2fa.recovery import RecoveryCodeHasher
-from tenant2fa.results import EnrollmentResult, Provisioning, Reason, UserStatus, VerifyResult
+from tenant2fa.results import (
+    EnrollmentResult,
+    Provisioning,
+    Reason,
+    RotationReport,
+    UserStatus,
+    VerifyResult,
+)
 from tenant2fa.service import TwoFactor
 from tenant2fa.session import LoginSession
 from tenant2fa.storage import Storage
@@ -79,6 +86,7 @@ __all__ = [
     "Provisioning",
     "Reason",
     "RecoveryCodeHasher",
+    "RotationReport",
     "Role",
     "Step",
     "StepKind",

@@ -33,6 +33,7 @@ class AuditKind(enum.Enum):
     LOCKED_OUT = "locked_out"
     TWO_FACTOR_RESET = "two_factor_reset"
     TWO_FACTOR_REMOVED = "two_factor_removed"
+    KEYS_ROTATED = "keys_rotated"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

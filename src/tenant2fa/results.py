@@ -13,7 +13,14 @@ if TYPE_CHECKING:
     from tenant2fa.enrollment import EnrollmentState
     from tenant2fa.session import LoginSession
 
-__all__ = ["EnrollmentResult", "Provisioning", "Reason", "UserStatus", "VerifyResult"]
+__all__ = [
+    "EnrollmentResult",
+    "Provisioning",
+    "Reason",
+    "RotationReport",
+    "UserStatus",
+    "VerifyResult",
+]
 
 
 class Reason(enum.Enum):
@@ -97,3 +104,24 @@ class UserStatus:
     locked: bool
     retry_at: datetime | None
     epoch: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RotationReport:
+    """Progress of :meth:`TwoFactor.rotate_keys` (also passed to its ``progress`` callback).
+
+    ``rewrapped``: users whose ciphertexts were re-encrypted with the primary key; ``current``:
+    already under it (an earlier, interrupted run did them); ``changed``: re-enrolled or reset
+    while we worked (their new ciphertext is already under the primary key); ``failed``: user ids
+    whose ciphertexts no key of the ring opens. ``last_user_id`` is where a resumed run may start.
+    """
+
+    rewrapped: int = 0
+    current: int = 0
+    changed: int = 0
+    failed: tuple[str, ...] = ()
+    last_user_id: str | None = None
+
+    @property
+    def processed(self) -> int:
+        return self.rewrapped + self.current + self.changed + len(self.failed)

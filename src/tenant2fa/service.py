@@ -49,16 +49,23 @@ from tenant2fa.policy import (
     switch_two_factor,
 )
 from tenant2fa.recovery import generate_recovery_codes, normalize_recovery_code
-from tenant2fa.results import EnrollmentResult, Provisioning, Reason, UserStatus, VerifyResult
+from tenant2fa.results import (
+    EnrollmentResult,
+    Provisioning,
+    Reason,
+    RotationReport,
+    UserStatus,
+    VerifyResult,
+)
 from tenant2fa.session import LoginSession
 from tenant2fa.throttle import allowance
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from tenant2fa.keyring import Keyring
     from tenant2fa.notify import Notifier
-    from tenant2fa.storage import FactorRecord, Storage
+    from tenant2fa.storage import FactorRecord, SealedSecrets, Storage
 
 __all__ = ["TwoFactor"]
 
@@ -813,6 +820,73 @@ class TwoFactor:
         return self._sign(
             dataclasses.replace(login, second_factor_at=None, second_factor_epoch=None)
         )
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def rotate_keys(
+        self,
+        *,
+        batch: int = 500,
+        after_user_id: str | None = None,
+        progress: Callable[[RotationReport], None] | None = None,
+    ) -> RotationReport:
+        """Re-encrypt every stored TOTP secret (active and pending) with the keyring's primary
+        key, so that older keys can later leave the ring.
+
+        Each user is one compare-and-set, so the run can be interrupted at any point and run
+        again: ciphertexts already under the primary key are skipped (``after_user_id`` starts
+        past a known point). Users whose ciphertext no key opens are listed in ``failed`` and
+        left as they are. ``progress`` is called after each batch. One audit record at the end.
+        """
+        primary = self.keyring.primary_key_id
+        report = RotationReport(last_user_id=after_user_id)
+        while True:
+            page = self.storage.sealed_secrets(after_user_id=report.last_user_id, limit=batch)
+            if not page:
+                break
+            for sealed in page:
+                report = self._rewrap(sealed, primary, report)
+            if progress is not None:
+                progress(report)
+            if len(page) < batch:
+                break
+        now = self._now()
+        self.storage.append_audit(
+            new_audit_record(
+                AuditKind.KEYS_ROTATED,
+                at=now,
+                key_id=primary,
+                rewrapped=str(report.rewrapped),
+                current=str(report.current),
+                changed=str(report.changed),
+                failed=str(len(report.failed)),
+            )
+        )
+        return report
+
+    def _rewrap(
+        self, sealed: SealedSecrets, primary: str, report: RotationReport
+    ) -> RotationReport:
+        blobs = [b for b in (sealed.secret, sealed.pending_secret) if b is not None]
+        done = dataclasses.replace(report, last_user_id=sealed.user_id)
+        try:
+            if all(self.keyring.key_id_of(b) == primary for b in blobs):
+                return dataclasses.replace(done, current=report.current + 1)
+
+            def again(blob: bytes | None) -> bytes | None:
+                if blob is None:
+                    return None
+                return self.keyring.reencrypt(blob, purpose=_SECRET_PURPOSE, context=sealed.user_id)
+
+            new = dataclasses.replace(
+                sealed, secret=again(sealed.secret), pending_secret=again(sealed.pending_secret)
+            )
+        except KeyringError:
+            _log.error("cannot re-encrypt the secret of user %r: no key opens it", sealed.user_id)
+            return dataclasses.replace(done, failed=(*report.failed, sealed.user_id))
+        if self.storage.rewrap_secrets(sealed, new):
+            return dataclasses.replace(done, rewrapped=report.rewrapped + 1)
+        return dataclasses.replace(done, changed=report.changed + 1)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -8,9 +8,9 @@
 
 from __future__ import annotations
 
-from tenant2fa.storage.base import Charge, FactorRecord, Storage
+from tenant2fa.storage.base import Charge, FactorRecord, SealedSecrets, Storage
 
-__all__ = ["Charge", "FactorRecord", "Storage", "open_storage"]
+__all__ = ["Charge", "FactorRecord", "SealedSecrets", "Storage", "open_storage"]
 
 
 def open_storage(location: str) -> Storage:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from tenant2fa.recovery import RecoveryCodeSet
     from tenant2fa.throttle import ThrottleRules
 
-__all__ = ["Charge", "FactorRecord", "Storage"]
+__all__ = ["Charge", "FactorRecord", "SealedSecrets", "Storage"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +71,16 @@ class Charge:
     failures: int
     retry_at: datetime | None = None
     locked_for_good: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SealedSecrets:
+    """A user's stored ciphertexts, for re-encrypting them under a new key."""
+
+    user_id: str
+    secret: bytes | None = field(default=None, repr=False)
+    pending_id: str | None = None
+    pending_secret: bytes | None = field(default=None, repr=False)
 
 
 @runtime_checkable
@@ -214,6 +224,17 @@ class Storage(Protocol):
         Returns the new epoch;
         ``None`` if there was neither an active nor a pending secret (even an expired one) nor a
         failure counted (nothing changed)."""
+        ...
+
+    def sealed_secrets(self, *, after_user_id: str | None, limit: int) -> list[SealedSecrets]:
+        """Users that have an active or a pending secret, ordered by user id, starting after
+        ``after_user_id`` (for paging through all of them)."""
+        ...
+
+    def rewrap_secrets(self, old: SealedSecrets, new: SealedSecrets) -> bool:
+        """Replace the user's ciphertexts by ``new``'s, if they are still exactly ``old``'s (the
+        same active ciphertext, pending id and pending ciphertext). Nothing else changes. Returns
+        ``False`` (nothing changed) if any of them changed meanwhile."""
         ...
 
     # -- audit -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from tenant2fa.errors import AlreadyMember, TenantExists, UnknownTenant
 from tenant2fa.outbox import OutboxItem, OutboxState, with_codes_left
-from tenant2fa.storage.base import Charge, FactorRecord
+from tenant2fa.storage.base import Charge, FactorRecord, SealedSecrets
 from tenant2fa.throttle import allowance
 
 if TYPE_CHECKING:
@@ -282,6 +282,29 @@ class MemoryStorage:
             self._record(audit, notifications)
             return epoch
 
+    def sealed_secrets(self, *, after_user_id: str | None, limit: int) -> list[SealedSecrets]:
+        with self._lock:
+            found = [
+                _sealed(f)
+                for user_id, f in sorted(self._factors.items())
+                if (after_user_id is None or user_id > after_user_id)
+                and (f.secret is not None or f.pending is not None)
+            ]
+        return found[:limit]
+
+    def rewrap_secrets(self, old: SealedSecrets, new: SealedSecrets) -> bool:
+        with self._lock:
+            factor = self._factor(old.user_id)
+            if _sealed(factor) != old or new.pending_id != old.pending_id:
+                return False
+            pending = factor.pending
+            if pending is not None and new.pending_secret is not None:
+                pending = dataclasses.replace(pending, secret=new.pending_secret)
+            self._factors[old.user_id] = dataclasses.replace(
+                factor, secret=new.secret, pending=pending
+            )
+            return True
+
     # -- audit -----------------------------------------------------------------------------
 
     def append_audit(
@@ -363,3 +386,13 @@ class MemoryStorage:
         with self._lock:
             items = [e.item() for e in self._outbox.values() if state is None or e.state is state]
         return items[:limit]
+
+
+def _sealed(factor: FactorRecord) -> SealedSecrets:
+    pending = factor.pending
+    return SealedSecrets(
+        user_id=factor.user_id,
+        secret=factor.secret,
+        pending_id=pending.pending_id if pending else None,
+        pending_secret=pending.secret if pending else None,
+    )

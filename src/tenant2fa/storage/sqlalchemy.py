@@ -40,7 +40,7 @@ from tenant2fa.outbox import (
     with_codes_left,
 )
 from tenant2fa.policy import Membership, Role, TenantPolicy
-from tenant2fa.storage.base import Charge, FactorRecord
+from tenant2fa.storage.base import Charge, FactorRecord, SealedSecrets
 from tenant2fa.throttle import allowance
 
 if TYPE_CHECKING:
@@ -777,6 +777,43 @@ class SQLAlchemyStorage:
             conn.execute(recovery_codes.delete().where(recovery_codes.c.user_id == user_id))
             self._record(conn, audit, notifications)
             return self._epoch(conn, user_id)
+
+        return self._run(work)
+
+    def sealed_secrets(self, *, after_user_id: str | None, limit: int) -> list[SealedSecrets]:
+        stmt = sa.select(
+            factors.c.user_id, factors.c.secret, factors.c.pending_id, factors.c.pending_secret
+        ).where(sa.or_(factors.c.secret.is_not(None), factors.c.pending_id.is_not(None)))
+        if after_user_id is not None:
+            stmt = stmt.where(factors.c.user_id > after_user_id)
+        rows = self._run(lambda c: c.execute(stmt.order_by(factors.c.user_id).limit(limit)).all())
+        return [
+            SealedSecrets(
+                user_id=r.user_id,
+                secret=None if r.secret is None else bytes(r.secret),
+                pending_id=r.pending_id,
+                pending_secret=None if r.pending_secret is None else bytes(r.pending_secret),
+            )
+            for r in rows
+        ]
+
+    def rewrap_secrets(self, old: SealedSecrets, new: SealedSecrets) -> bool:
+        if new.pending_id != old.pending_id:
+            return False
+
+        def same(column: sa.ColumnElement[Any], value: object) -> sa.ColumnElement[bool]:
+            return column.is_(None) if value is None else column == value
+
+        def work(conn: sa.Connection) -> bool:
+            result = conn.execute(
+                factors.update()
+                .where(factors.c.user_id == old.user_id)
+                .where(same(factors.c.secret, old.secret))
+                .where(same(factors.c.pending_id, old.pending_id))
+                .where(same(factors.c.pending_secret, old.pending_secret))
+                .values(secret=new.secret, pending_secret=new.pending_secret)
+            )
+            return bool(result.rowcount == 1)
 
         return self._run(work)
 

@@ -39,7 +39,7 @@ from tenant2fa.outbox import (
     with_codes_left,
 )
 from tenant2fa.policy import Membership, Role, TenantPolicy
-from tenant2fa.storage.base import Charge, FactorRecord
+from tenant2fa.storage.base import Charge, FactorRecord, SealedSecrets
 from tenant2fa.throttle import allowance
 
 if TYPE_CHECKING:
@@ -695,6 +695,41 @@ class SQLiteStorage:
             conn.execute("DELETE FROM t2fa_recovery_codes WHERE user_id = ?", (user_id,))
             self._record(conn, audit, notifications)
             return self._epoch(conn, user_id)
+
+        return self._write(work)
+
+    def sealed_secrets(self, *, after_user_id: str | None, limit: int) -> list[SealedSecrets]:
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT user_id, secret, pending_id, pending_secret FROM t2fa_factors "
+                "WHERE (secret IS NOT NULL OR pending_id IS NOT NULL) AND user_id > ? "
+                "ORDER BY user_id LIMIT ?",
+                ("" if after_user_id is None else after_user_id, limit),
+            ).fetchall()
+        )
+        return [
+            SealedSecrets(user_id=u, secret=s, pending_id=p, pending_secret=ps)
+            for u, s, p, ps in rows
+        ]
+
+    def rewrap_secrets(self, old: SealedSecrets, new: SealedSecrets) -> bool:
+        if new.pending_id != old.pending_id:
+            return False
+
+        def work(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE t2fa_factors SET secret = ?, pending_secret = ? WHERE user_id = ? "
+                "AND secret IS ? AND pending_id IS ? AND pending_secret IS ?",
+                (
+                    new.secret,
+                    new.pending_secret,
+                    old.user_id,
+                    old.secret,
+                    old.pending_id,
+                    old.pending_secret,
+                ),
+            )
+            return cursor.rowcount == 1
 
         return self._write(work)
 

@@ -66,7 +66,7 @@ from tenant2fa.notify import Notification, NotificationKind
 from tenant2fa.outbox import OutboxState
 from tenant2fa.policy import Membership, Role, TenantPolicy
 from tenant2fa.recovery import RecoveryCodeSet
-from tenant2fa.storage.base import Charge, FactorRecord, Storage
+from tenant2fa.storage.base import Charge, FactorRecord, SealedSecrets, Storage
 from tenant2fa.throttle import ThrottleRules, allowance
 
 __all__ = ["StorageConformance"]
@@ -1469,3 +1469,55 @@ class StorageConformance:
         rest = storage.claim_notifications(now=T0, claimant="last", lease=LEASE, limit=1000)
         remaining = [item.notification.notification_id for item in rest]
         assert sorted(claimed + remaining) == [f"n{i:02d}" for i in range(THREADS * 2)]
+
+    # -- key rotation: paging through ciphertexts and replacing them ---------------------------
+
+    def test_sealed_secrets_pages_through_users_with_a_secret_in_user_order(
+        self, storage: Storage
+    ) -> None:
+        for user in ("carol", "ann", "dave"):
+            _enroll(storage, user, secret=f"active-{user}".encode())
+        storage.save_pending("bob", _pending("p-bob", secret=b"pending-bob"), audit=_audit())
+        storage.save_pending("ann", _pending("p-ann", secret=b"pending-ann"), audit=_audit())
+        _fail(storage, "eve", 1)  # a factor row with no secret at all
+        first = storage.sealed_secrets(after_user_id=None, limit=2)
+        assert first == [
+            SealedSecrets(
+                user_id="ann",
+                secret=b"active-ann",
+                pending_id="p-ann",
+                pending_secret=b"pending-ann",
+            ),
+            SealedSecrets(user_id="bob", pending_id="p-bob", pending_secret=b"pending-bob"),
+        ]
+        rest = storage.sealed_secrets(after_user_id="bob", limit=10)
+        assert [s.user_id for s in rest] == ["carol", "dave"]
+        assert storage.sealed_secrets(after_user_id="dave", limit=10) == []
+
+    def test_rewrap_replaces_ciphertexts_only_if_they_are_unchanged(self, storage: Storage) -> None:
+        epoch = _enroll(storage, "bob", secret=b"old-active")
+        storage.save_pending("bob", _pending("p1", secret=b"old-pending"), audit=_audit())
+        (old,) = storage.sealed_secrets(after_user_id=None, limit=10)
+        new = dataclasses.replace(old, secret=b"new-active", pending_secret=b"new-pending")
+        before = storage.get_factor("bob")
+        assert storage.rewrap_secrets(old, new)
+        after = storage.get_factor("bob")
+        assert after.secret == b"new-active"
+        assert after.pending is not None
+        assert after.pending.secret == b"new-pending"
+        assert after.pending.pending_id == "p1"
+        assert (
+            dataclasses.replace(after, secret=before.secret, pending=before.pending) == before
+        )  # nothing else changed
+        assert after.epoch == epoch
+        # A second rewrap from the stale view changes nothing.
+        assert not storage.rewrap_secrets(old, dataclasses.replace(old, secret=b"x"))
+        assert storage.get_factor("bob").secret == b"new-active"
+        # Neither does one whose pending enrollment was replaced meanwhile.
+        storage.save_pending("bob", _pending("p2", secret=b"other"), audit=_audit())
+        (current,) = storage.sealed_secrets(after_user_id=None, limit=10)
+        assert not storage.rewrap_secrets(
+            dataclasses.replace(current, pending_id="p1"),
+            dataclasses.replace(current, pending_id="p1", secret=b"y"),
+        )
+        assert storage.get_factor("bob").secret == b"new-active"
