@@ -411,7 +411,14 @@ def run_scenario(s: Scenario) -> None:  # noqa: PLR0915 - one long story on purp
         lambda: original.decrypt(active, purpose="totp-secret", context="carol"),
         KeyringError,
     )
+    # A rotation with a ring where no key opens the secrets: every user fails, by id only.
+    s.keep("rotate_keys(unknown key)", tf.rotate_keys())
     tf.keyring = original
+    # A real rotation: every secret re-encrypted under a new key (its key joins the needles).
+    rotated_key = Keyring.new_key()
+    s.needles.add_bytes("rotated keyring key", rotated_key)
+    tf.keyring = original.with_key("k9", rotated_key)
+    s.keep("rotate_keys", tf.rotate_keys())
 
     # Refused calls that carry secret-looking input.
     manual = totp.encode_secret(second)
