@@ -769,3 +769,19 @@ def test_the_audit_log_answers_by_tenant_user_kind_time_range_and_page(
     assert [r for page in pages for r in page] == everything
     with pytest.raises(InvalidInput):
         tf.audit_log(AuditQuery(), tenant_id="A")
+
+
+def test_a_sealed_session_expires_after_its_max_age(
+    enrolled: Enrolled, tf: TwoFactor, clock: FakeClock
+) -> None:
+    token = tf.seal_session(enrolled.login)
+    clock.advance(timedelta(hours=12))
+    assert tf.open_session(token) == enrolled.login
+    clock.advance(seconds=1)
+    with pytest.raises(InvalidSession, match="expired"):
+        tf.open_session(token)
+    assert tf.open_session(token, max_age=timedelta(days=1)) == enrolled.login
+    assert tf.open_session(token, max_age=None) == enrolled.login
+    clock.set(enrolled.login.authenticated_at - timedelta(minutes=1))  # a token from the future
+    with pytest.raises(InvalidSession):
+        tf.open_session(token)

@@ -454,15 +454,27 @@ class TwoFactor:
         """An encrypted, authenticated token of ``login`` for a cookie (see :meth:`open_session`)."""
         return session.seal(self._login(login), self.keyring)
 
-    def open_session(self, token: str, *, user_id: str | None = None) -> LoginSession:
+    def open_session(
+        self,
+        token: str,
+        *,
+        user_id: str | None = None,
+        max_age: timedelta | None = timedelta(hours=12),
+    ) -> LoginSession:
         """The login inside a token from :meth:`seal_session`.
 
-        Raises :class:`~tenant2fa.errors.InvalidSession` if it was forged or altered, or, when
-        ``user_id`` is given, if it belongs to another user.
+        Raises :class:`~tenant2fa.errors.InvalidSession` if it was forged or altered, when
+        ``user_id`` is given and it belongs to another user, or when its sign-in is older than
+        ``max_age`` (default 12 hours; ``None`` for no limit) or lies in the future. A sealed
+        token cannot be revoked one by one: keep ``max_age`` short, or keep logins server side.
         """
         login = session.unseal(token, self.keyring)
         if user_id is not None and login.user_id != user_id:
             raise InvalidSession("login session belongs to another user")
+        if max_age is not None:
+            age = self._now() - login.authenticated_at
+            if not timedelta(0) <= age <= max_age:
+                raise InvalidSession("login session has expired")
         return login
 
     # -- enrollment ------------------------------------------------------------------------
