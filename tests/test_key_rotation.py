@@ -9,6 +9,7 @@ import pytest
 from tenant2fa import (
     AuditKind,
     Config,
+    ConfigurationError,
     Keyring,
     Reason,
     RecoveryCodeHasher,
@@ -119,3 +120,22 @@ def test_a_secret_no_key_opens_is_reported_and_left_alone(tmp_path: Path) -> Non
     assert old.verify_code(old.start_session(USERS[1]), "B", code_for(old, USERS[1])).reason is (
         Reason.OK
     )
+
+
+def test_a_ring_with_the_right_key_id_but_the_wrong_key_is_reported_not_taken_for_done(
+    tmp_path: Path,
+) -> None:
+    old, clock = _world(tmp_path / "k.sqlite3")
+    impostor = TwoFactor(
+        storage=old.storage, keyring=Keyring({"2025": Keyring.new_key()}), clock=clock
+    )
+    report = impostor.rotate_keys()
+    assert report.current == 0
+    assert len(report.failed) == len(USERS) + 1
+
+
+def test_a_key_id_given_twice_is_refused() -> None:
+    entry = Keyring.encode_key("k1", Keyring.new_key())
+    with pytest.raises(ConfigurationError, match="twice"):
+        Keyring.from_strings([entry, Keyring.encode_key("k1", Keyring.new_key())])
+    assert Keyring.from_strings([entry]).key_ids == ("k1",)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import selectors
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,10 +40,10 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert 'bash -c "$TEST_COMMAND"' in ci
 
 
-def test_demo_command_tells_the_guide_story_on_sqlite(tmp_path: Path) -> None:
+def test_demo_terminal_tells_the_guide_story_on_sqlite(tmp_path: Path) -> None:
     db = tmp_path / "demo.sqlite3"
     run = subprocess.run(
-        [sys.executable, "-m", "tenant2fa", "demo", "--db", str(db)],
+        [sys.executable, "-m", "tenant2fa", "demo", "--terminal", "--db", str(db)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -66,6 +70,61 @@ def test_demo_command_tells_the_guide_story_on_sqlite(tmp_path: Path) -> None:
         position = found
     assert db.exists()
     assert "otpauth://" not in out  # the secret is shown as a QR code and key, never as a URI
+
+
+def test_demo_command_starts_the_web_demo_and_prints_where_to_point_the_browser(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "demo.sqlite3"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "tenant2fa", "demo", "--port", "0", "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        banner = _read_until(demo, "Database:", timeout=60)
+        match = re.search(r"Open (http://127\.0\.0\.1:\d+/) in your browser", banner)
+        assert match is not None, banner
+        passwords = re.findall(r"^\s+(\S+@example\.com)\s+(\S+)\s", banner, flags=re.MULTILINE)
+        assert [email for email, _ in passwords] == [
+            "olga@example.com",
+            "bob@example.com",
+            "carol@example.com",
+        ]
+        assert "simulated" in banner
+        with urllib.request.urlopen(match.group(1) + "sign-in", timeout=10) as page:  # noqa: S310
+            html = page.read().decode("utf-8")
+            cookie = page.headers["Set-Cookie"]
+        assert "<h1>Sign in</h1>" in html
+        assert "Sign in with Google <small>(simulated)</small>" in html
+        assert "HttpOnly" in cookie
+        assert "SameSite=Lax" in cookie
+    finally:
+        demo.terminate()
+        _, errors = demo.communicate(timeout=30)
+    assert b"Traceback" not in errors
+    assert db.exists()
+    key_file = db.with_name(db.name + ".key")
+    assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def _read_until(process: subprocess.Popen[bytes], marker: str, *, timeout: float) -> str:
+    """What ``process`` printed up to ``marker`` (it must print it within ``timeout``)."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    out = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while marker.encode() not in out:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {marker!r} within {timeout} s: {out.decode()}"
+            if not selector.select(left):
+                continue
+            chunk = os.read(fd, 65536)
+            assert chunk, f"exited before printing {marker!r}: {out.decode()}"
+            out += chunk
+    return out.decode("utf-8")
 
 
 def test_cli_without_a_command_prints_usage_and_fails() -> None:

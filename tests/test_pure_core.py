@@ -49,6 +49,7 @@ PURE_MODULES = (
 
 SHELL_PREFIXES = (
     "tenant2fa.__main__",
+    "tenant2fa.cli",
     "tenant2fa.demo",
     "tenant2fa.dispatch",
     "tenant2fa.notify",
@@ -58,6 +59,7 @@ SHELL_PREFIXES = (
     "tenant2fa.storage",
     "tenant2fa.templates",
     "tenant2fa.testing",
+    "tenant2fa.webdemo",
 )
 """The I/O shell and the tools around it: allowed to do I/O, never imported by the core."""
 

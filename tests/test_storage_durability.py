@@ -184,8 +184,7 @@ def test_switching_a_tenant_of_100000_members_writes_one_row(big_tenant: tuple[s
     tf = _service(faulty)
     statements: list[tuple[str, int]] = []
     if kind == "sqlite":
-        conn = storage._connect()
-        conn.set_trace_callback(lambda sql: statements.append((sql, -1)))
+        storage.set_trace_callback(lambda sql: statements.append((sql, -1)))
     elif kind != "memory":
 
         @sa.event.listens_for(storage.engine, "after_cursor_execute")
@@ -319,3 +318,27 @@ def test_sqlite_upgrades_an_empty_file_from_version_zero(tmp_path: Path) -> None
     storage = SQLiteStorage(path)
     assert storage.audit_records(AuditQuery()) == []
     assert storage.schema_version() == SCHEMA_VERSION
+
+
+def test_sqlite_reuses_connections_across_short_lived_threads(tmp_path: Path) -> None:
+    """A thread per request must not leave a connection (and its files) behind per thread."""
+    import threading
+
+    storage = SQLiteStorage(tmp_path / "threads.sqlite3")
+    tf = _service(storage)
+    tf.create_tenant("A", name="A", owner_id="alice")
+    opened: list[str] = []
+    storage.set_trace_callback(None)
+    real_open = storage._open
+
+    def counting_open() -> Any:
+        opened.append("open")
+        return real_open()
+
+    storage._open = counting_open  # type: ignore[method-assign]
+    for _ in range(100):
+        thread = threading.Thread(target=lambda: storage.get_tenant("A"))
+        thread.start()
+        thread.join()
+    assert len(opened) <= 1  # the pooled connection serves thread after thread
+    storage.close()

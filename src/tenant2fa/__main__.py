@@ -1,91 +1,80 @@
-"""``tenant2fa`` / ``python -m tenant2fa``: the command line."""
+"""``tenant2fa`` / ``python -m tenant2fa``: the command line.
+
+``demo`` is handled here; every other command, and ``--help``, by :mod:`tenant2fa.cli`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
 
-if TYPE_CHECKING:
-    from tenant2fa.notify import Notifier
-
-USAGE = """usage: tenant2fa COMMAND [options]
-
-commands:
-  demo              walk through the user guide's story in the terminal (SQLite)
-  outbox dispatch   deliver pending notifications from the outbox (for cron)
-
-Run 'tenant2fa COMMAND --help' for a command's options."""
-
-EXIT_OK = 0
+DEMO_DB = Path("tenant2fa-demo.sqlite3")
 EXIT_USAGE = 2
-EXIT_FAILED = 1
 
 
-def _load_notifier(spec: str) -> Notifier:
-    """``package.module:factory`` → ``factory()``, which must return a Notifier."""
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ValueError("--notifier takes 'package.module:factory'")
-    factory = getattr(importlib.import_module(module_name), attribute)
-    if not callable(factory):
-        raise ValueError(f"{spec} is not callable")
-    notifier = factory()
-    if not callable(getattr(notifier, "notify", None)):
-        raise ValueError(f"{spec}() returned an object without a notify() method")
-    return notifier  # type: ignore[no-any-return]
-
-
-def _outbox_dispatch(argv: list[str]) -> int:
-    from tenant2fa.dispatch import Dispatcher  # noqa: PLC0415
-    from tenant2fa.errors import Tenant2FAError  # noqa: PLC0415
-    from tenant2fa.storage import open_storage  # noqa: PLC0415
-
+def _demo(argv: list[str]) -> int:
+    """``tenant2fa demo``: the web demo (Flask), or with ``--terminal`` the story in the terminal."""
     parser = argparse.ArgumentParser(
-        prog="tenant2fa outbox dispatch",
-        description="Deliver the notifications that are due, then exit (run it from cron).",
+        prog="tenant2fa demo",
+        description="The user guide's story as a small web app (Flask, SQLite): sign in, switch "
+        "two-factor authentication on as an owner, enable it with your phone, sign in with a code.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port to listen on (8000; 0 picks a free one)"
     )
     parser.add_argument(
-        "--db", required=True, help="database URL or SQLite file (as for tenant2fa's storage)"
+        "--db",
+        type=Path,
+        help=f"SQLite file (default: ./{DEMO_DB}, created and seeded if absent; with "
+        "--terminal, a new temporary file)",
     )
     parser.add_argument(
-        "--notifier",
-        required=True,
-        help="'package.module:factory' returning your Notifier (e.g. a configured SMTPNotifier)",
+        "--smtp",
+        metavar="HOST:PORT",
+        help="send the e-mails to this SMTP server (plain SMTP, e.g. a local mail catcher) "
+        "instead of showing them on the demo's mailbox page",
+    )
+    parser.add_argument(
+        "--terminal",
+        action="store_true",
+        help="tell the story in the terminal instead, with a simulated phone (no Flask needed)",
+    )
+    parser.add_argument(
+        "--interactive",
+        action="store_true",
+        help="with --terminal: scan the QR code with a real authenticator app and type its codes",
     )
     args = parser.parse_args(argv)
+    if args.terminal:
+        from tenant2fa.demo import main as terminal_demo  # noqa: PLC0415 - keep start-up light
+
+        story = [] if args.db is None else ["--db", str(args.db)]
+        return terminal_demo(story + (["--interactive"] if args.interactive else []))
+    if args.interactive:
+        parser.error("--interactive goes with --terminal (the web demo is interactive already)")
     try:
-        notifier = _load_notifier(args.notifier)
-    except (ImportError, AttributeError, ValueError) as exc:
-        print(f"tenant2fa: cannot load the notifier: {exc}", file=sys.stderr)
+        from tenant2fa.webdemo.server import serve  # noqa: PLC0415 - imports Flask
+    except ImportError as exc:
+        print(
+            f"tenant2fa demo: the web demo needs Flask ({exc}).\n"
+            "Install it with: pip install 'tenant2fa[demo]'  (or run 'tenant2fa demo --terminal')",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
-    try:
-        report = Dispatcher(open_storage(args.db), notifier).dispatch_all()
-    except Tenant2FAError as exc:
-        print(f"tenant2fa: outbox dispatch failed: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    print(
-        f"delivered {report.delivered}, retrying {report.retrying}, "
-        f"abandoned {report.abandoned}, lost to another dispatcher {report.lost}"
-    )
-    return EXIT_OK
+    return serve(host=args.host, port=args.port, db_path=args.db or DEMO_DB, smtp=args.smtp)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help"):
-        print(USAGE)
-        return EXIT_OK if args else EXIT_USAGE
-    command, rest = args[0], args[1:]
+    command, rest = (args[0], args[1:]) if args else ("", [])
     if command == "demo":
-        from tenant2fa.demo import main as demo_main  # noqa: PLC0415 - keep start-up light
+        return _demo(rest)
+    # Every other command (and its errors) belongs to the operator's command line.
+    from tenant2fa.cli import main as cli_main  # noqa: PLC0415
 
-        return demo_main(rest)
-    if command == "outbox" and rest[:1] == ["dispatch"]:
-        return _outbox_dispatch(rest[1:])
-    print(f"tenant2fa: unknown command {' '.join(args[:2])!r}\n\n{USAGE}", file=sys.stderr)
-    return EXIT_USAGE
+    return cli_main(args)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,8 @@ class Keyring:
             key_id, sep, encoded = entry.strip().partition(":")
             if not sep:
                 raise ConfigurationError("keyring entries look like 'key_id:base64url-key'")
+            if key_id in keys:
+                raise ConfigurationError(f"key id {key_id!r} appears twice")
             try:
                 keys[key_id] = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
             except ValueError:

@@ -883,6 +883,10 @@ class TwoFactor:
         done = dataclasses.replace(report, last_user_id=sealed.user_id)
         try:
             if all(self.keyring.key_id_of(b) == primary for b in blobs):
+                # Already under the primary key id; open them anyway, so that a ring whose key
+                # under that id is the wrong one is reported rather than taken for done.
+                for blob in blobs:
+                    self._decrypt(blob, sealed.user_id)
                 return dataclasses.replace(done, current=report.current + 1)
 
             def again(blob: bytes | None) -> bytes | None:

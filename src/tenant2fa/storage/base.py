@@ -100,6 +100,12 @@ class Storage(Protocol):
         """The tenant's current policy, or ``None``."""
         ...
 
+    def list_tenants(
+        self, *, after_tenant_id: str | None = None, limit: int = 1000
+    ) -> list[TenantPolicy]:
+        """Tenants ordered by id, starting after ``after_tenant_id`` (for paging)."""
+        ...
+
     def update_tenant_policy(
         self,
         policy: TenantPolicy,

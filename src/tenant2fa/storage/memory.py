@@ -90,6 +90,13 @@ class MemoryStorage:
         for note in notifications:
             self._outbox.setdefault(note.notification_id, _Outgoing(note, next_attempt_at=note.at))
 
+    def list_tenants(
+        self, *, after_tenant_id: str | None = None, limit: int = 1000
+    ) -> list[TenantPolicy]:
+        with self._lock:
+            ids = sorted(t for t in self._tenants if after_tenant_id is None or t > after_tenant_id)
+            return [self._tenants[t] for t in ids[:limit]]
+
     def update_tenant_policy(
         self,
         policy: TenantPolicy,

@@ -444,6 +444,15 @@ class SQLAlchemyStorage:
         )
         return None if row is None else self._policy(row)
 
+    def list_tenants(
+        self, *, after_tenant_id: str | None = None, limit: int = 1000
+    ) -> list[TenantPolicy]:
+        stmt = sa.select(tenants)
+        if after_tenant_id is not None:
+            stmt = stmt.where(tenants.c.tenant_id > after_tenant_id)
+        rows = self._run(lambda c: c.execute(stmt.order_by(tenants.c.tenant_id).limit(limit)).all())
+        return [self._policy(row) for row in rows]
+
     def update_tenant_policy(
         self,
         policy: TenantPolicy,

@@ -165,9 +165,12 @@ class SQLiteStorage:
         self.path = str(path)
         self._busy_ms = int(busy_timeout / timedelta(milliseconds=1))
         self._retries = retries
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
+        # Idle connections, reused by whichever thread needs one next (LIFO), so that threads
+        # that come and go (a thread per request) do not each leave a connection behind.
+        self._idle: list[sqlite3.Connection] = []
+        self._pool_lock = threading.Lock()
+        self._max_idle = 8
+        self._trace: Callable[[str], object] | None = None
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         # An in-memory database exists per connection, so every thread must use the same one.
@@ -179,10 +182,7 @@ class SQLiteStorage:
 
     # -- connections and transactions -------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = self._shared or getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
+    def _open(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -197,24 +197,54 @@ class SQLiteStorage:
                 conn.execute("PRAGMA journal_mode = WAL")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open SQLite database: {exc}") from exc
-        if self._serial is not None:
-            self._shared = conn
-        else:
-            self._local.conn = conn
-        with self._all_lock:
-            self._all.append(conn)
+        if self._trace is not None:
+            conn.set_trace_callback(self._trace)
         if not self._schema_ready:
             self._ensure_schema(conn)
         return conn
 
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one operation: the shared one of an in-memory database (one
+        operation at a time), else an idle pooled one or a new one, returned afterwards."""
+        if self._serial is not None:
+            with self._serial:
+                if self._shared is None:
+                    self._shared = self._open()
+                yield self._shared
+            return
+        with self._pool_lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._open()
+        try:
+            yield conn
+        finally:
+            with self._pool_lock:
+                keep = len(self._idle) < self._max_idle
+                if keep:
+                    self._idle.append(conn)
+            if not keep:
+                conn.close()
+
+    def set_trace_callback(self, callback: Callable[[str], object] | None) -> None:
+        """Call ``callback(sql)`` for every statement run from now on (debugging, tests)."""
+        self._trace = callback
+        with self._pool_lock:
+            connections = [*self._idle, *([self._shared] if self._shared else [])]
+        for conn in connections:
+            conn.set_trace_callback(callback)
+
     def close(self) -> None:
-        """Close every connection this object opened (in any thread)."""
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for conn in conns:
+        """Close this object's idle connections (and its in-memory database, which is then
+        gone). The object stays usable: the next operation opens a new connection."""
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+            shared, self._shared = self._shared, None
+        for conn in idle:
             conn.close()
-        self._local = threading.local()
-        self._shared = None
+        if shared is not None:
+            shared.close()
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         with self._schema_lock:
@@ -288,10 +318,8 @@ class SQLiteStorage:
         """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction, retried on SQLITE_BUSY."""
 
         def attempt() -> _T:
-            with self._one_at_a_time():
-                conn = self._connect()
-                with self._transaction(conn, "IMMEDIATE"):
-                    return work(conn)
+            with self._connection() as conn, self._transaction(conn, "IMMEDIATE"):
+                return work(conn)
 
         return self._retrying(attempt)
 
@@ -299,20 +327,10 @@ class SQLiteStorage:
         """Run ``work`` in one read transaction (a consistent snapshot)."""
 
         def attempt() -> _T:
-            with self._one_at_a_time():
-                conn = self._connect()
-                with self._transaction(conn, "DEFERRED"):
-                    return work(conn)
+            with self._connection() as conn, self._transaction(conn, "DEFERRED"):
+                return work(conn)
 
         return self._retrying(attempt)
-
-    @contextmanager
-    def _one_at_a_time(self) -> Iterator[None]:
-        if self._serial is None:
-            yield
-            return
-        with self._serial:
-            yield
 
     @staticmethod
     def _insert_audit(conn: sqlite3.Connection, record: AuditRecord) -> None:
@@ -401,6 +419,18 @@ class SQLiteStorage:
             ).fetchone()
         )
         return None if row is None else self._policy(row)
+
+    def list_tenants(
+        self, *, after_tenant_id: str | None = None, limit: int = 1000
+    ) -> list[TenantPolicy]:
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {self._POLICY_COLUMNS} FROM t2fa_tenants WHERE tenant_id > ? "
+                "ORDER BY tenant_id LIMIT ?",
+                ("" if after_tenant_id is None else after_tenant_id, limit),
+            ).fetchall()
+        )
+        return [self._policy(row) for row in rows]
 
     def update_tenant_policy(
         self,

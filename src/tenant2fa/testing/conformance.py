@@ -1521,3 +1521,13 @@ class StorageConformance:
             dataclasses.replace(current, pending_id="p1", secret=b"y"),
         )
         assert storage.get_factor("bob").secret == b"new-active"
+
+    def test_list_tenants_pages_through_tenants_in_id_order(self, storage: Storage) -> None:
+        for tenant in ("globex", "acme", "initech", "Acme"):
+            _new_tenant(storage, tenant)
+        first = storage.list_tenants(limit=2)
+        assert [p.tenant_id for p in first] == ["Acme", "acme"]
+        rest = storage.list_tenants(after_tenant_id="acme", limit=10)
+        assert [p.tenant_id for p in rest] == ["globex", "initech"]
+        assert storage.list_tenants(after_tenant_id="initech") == []
+        assert first[1] == storage.get_tenant("acme")
