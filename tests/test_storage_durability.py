@@ -21,6 +21,7 @@ from tenant2fa import (
     MemoryStorage,
     Reason,
     RecoveryCodeHasher,
+    Role,
     StorageError,
     TwoFactor,
 )
@@ -341,4 +342,25 @@ def test_sqlite_reuses_connections_across_short_lived_threads(tmp_path: Path) ->
         thread.start()
         thread.join()
     assert len(opened) <= 1  # the pooled connection serves thread after thread
+    storage.close()
+
+
+def test_sqlite_finds_a_tenants_owners_through_an_index_not_by_reading_every_member(
+    tmp_path: Path,
+) -> None:
+    """Switching 2FA tells the owners; finding them must not read the tenant's members (the
+    primary key's order once made the planner filter every member by role)."""
+    path = tmp_path / "plan.sqlite3"
+    storage = SQLiteStorage(path)
+    tf = _service(storage)
+    tf.create_tenant("big", name="Big", owner_id="owner")
+    executed: list[str] = []
+    storage.set_trace_callback(executed.append)
+    assert [m.user_id for m in storage.list_memberships("big", role=Role.OWNER)] == ["owner"]
+    storage.set_trace_callback(None)
+    (query,) = [sql for sql in executed if sql.lstrip().upper().startswith("SELECT")]
+    with sqlite3.connect(path) as conn:
+        plans = [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + query)]
+    assert any("t2fa_memberships_by_role" in plan for plan in plans), plans
+    assert not any("TEMP B-TREE" in plan for plan in plans), plans  # no sort either
     storage.close()

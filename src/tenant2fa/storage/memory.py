@@ -60,6 +60,8 @@ class MemoryStorage:
         self._lock = threading.Lock()
         self._tenants: dict[str, TenantPolicy] = {}
         self._members: dict[tuple[str, str], Membership] = {}
+        # (tenant, role) -> user ids: owners are found without reading every member.
+        self._by_role: dict[tuple[str, Role], set[str]] = {}
         self._tenants_by_user: dict[str, set[str]] = {}
         self._factors: dict[str, FactorRecord] = {}
         # user -> digest -> used? (True once used)
@@ -77,8 +79,7 @@ class MemoryStorage:
             if policy.tenant_id in self._tenants:
                 raise TenantExists(policy.tenant_id)
             self._tenants[policy.tenant_id] = policy
-            self._members[(owner.tenant_id, owner.user_id)] = owner
-            self._tenants_by_user.setdefault(owner.user_id, set()).add(owner.tenant_id)
+            self._join(owner)
             self._audit.append(audit)
 
     def get_tenant(self, tenant_id: str) -> TenantPolicy | None:
@@ -120,9 +121,13 @@ class MemoryStorage:
                 raise UnknownTenant(membership.tenant_id)
             if key in self._members:
                 raise AlreadyMember(membership.tenant_id, membership.user_id)
-            self._members[key] = membership
-            self._tenants_by_user.setdefault(membership.user_id, set()).add(membership.tenant_id)
+            self._join(membership)
             self._audit.append(audit)
+
+    def _join(self, m: Membership) -> None:
+        self._members[(m.tenant_id, m.user_id)] = m
+        self._tenants_by_user.setdefault(m.user_id, set()).add(m.tenant_id)
+        self._by_role.setdefault((m.tenant_id, m.role), set()).add(m.user_id)
 
     def get_membership(self, tenant_id: str, user_id: str) -> Membership | None:
         with self._lock:
@@ -130,11 +135,11 @@ class MemoryStorage:
 
     def list_memberships(self, tenant_id: str, *, role: Role | None = None) -> list[Membership]:
         with self._lock:
-            found = [
-                m
-                for (t, _), m in self._members.items()
-                if t == tenant_id and (role is None or m.role is role)
-            ]
+            if role is not None:
+                users = self._by_role.get((tenant_id, role), set())
+                found = [self._members[(tenant_id, u)] for u in users]
+            else:
+                found = [m for (t, _), m in self._members.items() if t == tenant_id]
         return sorted(found, key=lambda m: m.user_id)
 
     def tenants_of_user(self, user_id: str) -> list[TenantPolicy]:

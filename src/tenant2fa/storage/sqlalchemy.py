@@ -148,7 +148,7 @@ memberships = sa.Table(
     sa.Column("user_id", _id(), primary_key=True),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Index("t2fa_memberships_by_user", "user_id", "tenant_id"),
-    sa.Index("t2fa_memberships_by_role", "tenant_id", "role"),
+    sa.Index("t2fa_memberships_by_role", "tenant_id", "role", "user_id"),
 )
 
 factors = sa.Table(
