@@ -104,6 +104,17 @@ def _text(length: int) -> ExactText:
     return ExactText(length)
 
 
+def _sequence() -> sa.Column[int]:
+    # An ever-growing row number that orders records written at the same instant; SQLite only
+    # autoincrements an INTEGER primary key.
+    return sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    )
+
+
 def _id() -> ExactText:
     return _text(255)
 
@@ -179,12 +190,7 @@ recovery_codes = sa.Table(
 audit_log = sa.Table(
     "t2fa_audit",
     metadata,
-    sa.Column(
-        "seq",
-        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _sequence(),
     sa.Column("record_id", _text(64), nullable=False, unique=True),
     sa.Column("at", sa.BigInteger, nullable=False),
     sa.Column("kind", sa.String(64), nullable=False),
@@ -202,12 +208,7 @@ audit_log = sa.Table(
 outbox = sa.Table(
     "t2fa_outbox",
     metadata,
-    sa.Column(
-        "seq",
-        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _sequence(),
     sa.Column("notification_id", _text(64), nullable=False, unique=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
