@@ -24,7 +24,9 @@ REPLAY_EVERY = 25
 # The replay probe may fail as often as NIST allows before a lock, so that nearly every replayed
 # code reaches the compare-and-set instead of stopping at the throttle.
 REPLAY_CONFIG = Config(
-    issuer=data.CONFIG.issuer, throttle=ThrottleRules(free_failures=100, max_failures=100)
+    issuer=data.CONFIG.issuer,
+    throttle=ThrottleRules(free_failures=100, max_failures=100),
+    max_login_age=data.CONFIG.max_login_age,
 )
 
 

@@ -1,8 +1,9 @@
-"""Draw the state diagrams in docs/concepts.md from the code's own transition tables.
+"""Draw the state diagrams and the rules table in docs/concepts.md from the code's own tables.
 
-The enrollment diagram comes from :data:`tenant2fa.enrollment.TRANSITIONS` and the login diagram
-from :data:`tenant2fa.flow.LOGIN_TRANSITIONS`, as Mermaid ``stateDiagram-v2`` blocks written
-between marker comments::
+The enrollment diagram comes from :data:`tenant2fa.enrollment.TRANSITIONS`, the login diagram
+from :data:`tenant2fa.flow.LOGIN_TRANSITIONS`, and the membership diagram and the table of who
+may do what to whom from :data:`tenant2fa.policy.MEMBER_RULES`: Mermaid ``stateDiagram-v2``
+blocks and a Markdown table, written between marker comments::
 
     <!-- BEGIN GENERATED: enrollment -->
     ...
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from tenant2fa.enrollment import TRANSITIONS, EnrollmentEvent, EnrollmentState
 from tenant2fa.flow import LOGIN_TRANSITIONS, LoginEvent, StepKind
+from tenant2fa.policy import DEFAULT_TOGGLE_ROLES, GATED_ACTIONS, MEMBER_RULES, Action, Role
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -65,9 +67,59 @@ def login_diagram() -> str:
     return "\n".join(lines)
 
 
+def _who(action: Action, target: Role, new_role: Role | None = None) -> str:
+    """The roles that may do ``action`` to a member with role ``target`` (and ``new_role``)."""
+    roles = [
+        actor.value
+        for actor in Role
+        if target in MEMBER_RULES.get((actor, action), frozenset())
+        and (new_role is None or new_role in MEMBER_RULES[(actor, action)])
+        and (action not in GATED_ACTIONS or actor in DEFAULT_TOGGLE_ROLES)
+    ]
+    return ", ".join([*roles, "operator"])
+
+
+def membership_diagram() -> str:
+    """A user's membership of one tenant: added, role changes, removed; each arrow names who
+    may make it (besides leaving, which every member may do)."""
+    lines = ["stateDiagram-v2"]
+    for role in Role:
+        lines.append(_edge("[*]", role.name, f"add_member by {_who(Action.ADD_MEMBER, role)}"))
+    for old in Role:
+        for new in Role:
+            if old is not new:
+                who = _who(Action.CHANGE_ROLE, old, new)
+                lines.append(_edge(old.name, new.name, f"set_role by {who}"))
+    for role in Role:
+        who = _who(Action.REMOVE_MEMBER, role)
+        lines.append(_edge(role.name, "[*]", f"remove_member by {who} or themselves"))
+    return "\n".join(lines)
+
+
+def rules_table() -> str:
+    """MEMBER_RULES as a Markdown table: for each actor role and action, whom it may act on."""
+    lines = [
+        "| actor | " + " | ".join(f"`{a.value}`" for a in Action) + " |",
+        "|---|" + "---|" * len(Action),
+    ]
+    for actor in Role:
+        cells = []
+        for action in Action:
+            targets = MEMBER_RULES.get((actor, action), frozenset())
+            if action in GATED_ACTIONS and actor not in DEFAULT_TOGGLE_ROLES:
+                targets = frozenset()
+            cells.append(", ".join(r.value + "s" for r in Role if r in targets) or "nobody")
+        lines.append(f"| {actor.value} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 DIAGRAMS: dict[str, Callable[[], str]] = {
     "enrollment": enrollment_diagram,
     "login": login_diagram,
+    "membership": membership_diagram,
+}
+TABLES: dict[str, Callable[[], str]] = {
+    "member-rules": rules_table,
 }
 
 
@@ -88,6 +140,12 @@ def regenerate(text: str) -> str:
             raise ValueError(f"expected one '{name}' block between markers, found {len(matches)}")
         start, end = matches[0].span(2)
         text = text[:start] + f"```mermaid\n{draw()}\n```\n" + text[end:]
+    for name, make in TABLES.items():
+        matches = list(_block(name).finditer(text))
+        if len(matches) != 1:
+            raise ValueError(f"expected one '{name}' block between markers, found {len(matches)}")
+        start, end = matches[0].span(2)
+        text = text[:start] + f"{make()}\n" + text[end:]
     return text
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,34 @@ def _drop_namespace(kind: str, base: sa.URL) -> None:
 def server_engine(kind: str) -> sa.Engine:
     server_url(kind)
     return _engines[kind]
+
+
+@contextmanager
+def empty_server_engine(kind: str) -> Iterator[sa.Engine]:
+    """An engine on a namespace of its own with no tables at all, dropped afterwards: for tests
+    that build an older schema, which the shared namespace must never be left with."""
+    server_url(kind)  # skips, or fails, as every test of this server does
+    base = sa.make_url(os.environ.get(ENV_VARS[kind]) or DEFAULT_URLS[kind])
+    namespace = f"{_NAMESPACE}_empty"
+    what, tail = ("SCHEMA", " CASCADE") if kind == "postgresql" else ("DATABASE", "")
+    admin = sa.create_engine(base)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP {what} IF EXISTS {namespace}{tail}")
+            conn.exec_driver_sql(f"CREATE {what} {namespace}")
+        if kind == "postgresql":
+            url = base.update_query_dict({"options": f"-csearch_path={namespace}"})
+        else:
+            url = base.set(database=namespace)
+        engine = sa.create_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP {what} IF EXISTS {namespace}{tail}")
+        admin.dispose()
 
 
 def empty_tables(engine: sa.Engine) -> None:

@@ -8,6 +8,7 @@ is done in-process with :class:`~tenant2fa.TwoFactor` on the same SQLite file.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import pty
@@ -160,8 +161,11 @@ def test_the_command_tree_is_the_one_the_issue_asks_for() -> None:
         "tenant two-factor",
         "member add",
         "member list",
+        "member remove",
+        "member role",
         "user status",
         "user reset-2fa",
+        "user unlock",
         "keys generate",
         "keys rotate",
         "keys status",
@@ -420,7 +424,7 @@ def test_members_are_added_by_the_operator_or_an_owner_or_admin(world: World) ->
     )
     refused = cli("member", "add", "A", "gus", "--actor", "bob", db=world.db)
     assert refused.returncode == 1
-    assert refused.stderr == "tenant2fa: refused: only an owner or admin may add members\n"
+    assert refused.stderr == "tenant2fa: refused: a tenant member may not add members\n"
     twice = cli("member", "add", "A", "dan", db=world.db)
     assert twice.returncode == 1
     assert twice.stderr == "tenant2fa: user 'dan' is already a member of tenant 'A'\n"
@@ -462,18 +466,51 @@ def test_a_user_unknown_to_the_database_has_no_two_factor(world: World) -> None:
     assert _field(run.stdout, "tenants") == "-"
 
 
-def test_an_owner_reset_clears_a_user_locked_for_good(world: World) -> None:
+def _lock_for_good(world: World, user_id: str = "bob") -> None:
     tf, clock = world.tf, world.clock
-    login = tf.start_session("bob")
-    while tf.user_status("bob").failures < tf.config.throttle.max_failures:
+    login = tf.start_session(user_id)
+    while tf.user_status(user_id).failures < tf.config.throttle.max_failures:
         clock.advance(seconds=30)
-        result = tf.verify_code(login, "A", _wrong_code(tf, "bob"))
+        login = tf.verify_identity(login)  # the back-off takes days: keep the login current
+        result = tf.verify_code(login, "A", _wrong_code(tf, user_id))
         if result.retry_at is not None:
             clock.set(result.retry_at)
+
+
+def test_an_owner_unlocks_a_user_locked_for_good_and_keeps_their_authenticator(
+    world: World,
+) -> None:
+    tf = world.tf
+    _lock_for_good(world)
     locked = cli("user", "status", "bob", db=world.db)
     assert _field(locked.stdout, "failures") == str(tf.config.throttle.max_failures)
-    assert _field(locked.stdout, "locked").startswith("yes, until an owner resets")
+    assert _field(locked.stdout, "locked").startswith("yes, until an owner unlocks")
 
+    for actor in ("carl", "bob"):  # an admin, and the user himself
+        refused = cli("user", "unlock", "bob", "--tenant", "A", "--actor", actor, db=world.db)
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("tenant2fa: refused: ")
+    assert tf.user_status("bob").locked
+
+    unlocked = cli("user", "unlock", "bob", "--tenant", "A", "--actor", "olga", db=world.db)
+    assert unlocked.returncode == 0, unlocked.stderr
+    assert unlocked.stdout.startswith("unlocked bob")
+    after = cli("user", "status", "bob", db=world.db).stdout
+    assert _field(after, "two-factor") == "active"
+    assert _field(after, "locked") == "no"
+    assert _field(after, "failures") == "0"
+    (record,) = tf.audit_log(kinds=frozenset({AuditKind.TWO_FACTOR_UNLOCKED}))
+    assert (record.user_id, record.actor_id, record.tenant_id) == ("bob", "olga", "A")
+    assert record.detail["actor_role"] == "owner"
+
+    nothing = cli("user", "unlock", "bob", "--tenant", "A", "--actor", "olga", db=world.db)
+    assert nothing.returncode == 1
+    assert nothing.stderr == "tenant2fa: user 'bob' has no wrong codes counted: nothing to unlock\n"
+
+
+def test_an_owner_reset_clears_a_user_locked_for_good(world: World) -> None:
+    tf = world.tf
+    _lock_for_good(world)
     for actor in ("carl", "bob"):  # an admin, and the user himself
         refused = cli("user", "reset-2fa", "bob", "--tenant", "A", "--actor", actor, db=world.db)
         assert refused.returncode == 1
@@ -493,6 +530,68 @@ def test_an_owner_reset_clears_a_user_locked_for_good(world: World) -> None:
     nothing = cli("user", "reset-2fa", "bob", "--tenant", "A", "--actor", "olga", db=world.db)
     assert nothing.returncode == 1
     assert nothing.stderr == "tenant2fa: user 'bob' has no two-factor authentication to reset\n"
+
+
+def test_without_actor_the_operator_resets_and_unlocks_under_its_name(world: World) -> None:
+    tf = world.tf
+    # bob's other tenant requires 2FA and olga does not own it: only the operator may reset him.
+    tf.create_tenant("B", name="Beta", owner_id="bea")
+    tf.add_member("B", "bob")
+    tf.set_two_factor("B", actor_id="bea", enabled=True)
+    refused = cli("user", "reset-2fa", "bob", "--tenant", "A", "--actor", "olga", db=world.db)
+    assert refused.returncode == 1
+    assert "every tenant" in refused.stderr
+    assert "B" not in refused.stderr.removeprefix("tenant2fa: ")  # which tenant stays unsaid
+    _lock_for_good(world)
+    run = cli("user", "unlock", "bob", "--tenant", "A", "--operator", "support:jane", db=world.db)
+    assert run.returncode == 0, run.stderr
+    assert not tf.user_status("bob").locked
+    run = cli("user", "reset-2fa", "bob", "--tenant", "A", db=world.db)
+    assert run.returncode == 0, run.stderr
+    assert tf.user_status("bob").state is EnrollmentState.NONE
+    records = tf.audit_log(
+        kinds=frozenset({AuditKind.TWO_FACTOR_UNLOCKED, AuditKind.TWO_FACTOR_RESET})
+    )
+    assert [(r.kind, r.actor_id, r.detail["actor_role"]) for r in records] == [
+        (AuditKind.TWO_FACTOR_UNLOCKED, "support:jane", "operator"),
+        (AuditKind.TWO_FACTOR_RESET, f"cli:{getpass.getuser()}", "operator"),
+    ]
+    both = cli("user", "reset-2fa", "bob", "--tenant", "A", "--actor", "olga", "--operator", "x")
+    assert both.returncode == 2
+
+
+def test_members_are_removed_and_roles_changed_keeping_an_owner(world: World) -> None:
+    tf = world.tf
+    last = cli("member", "remove", "A", "olga", "--actor", "olga", db=world.db)
+    assert last.returncode == 1
+    assert last.stderr == "tenant2fa: tenant 'A' must keep at least one owner\n"
+    # An admin may not make an owner, nor remove one.
+    assert (
+        cli("member", "role", "A", "bob", "owner", "--actor", "carl", db=world.db).returncode == 1
+    )
+    assert cli("member", "remove", "A", "olga", "--actor", "carl", db=world.db).returncode == 1
+
+    promoted = cli("member", "role", "A", "bob", "owner", "--actor", "olga", db=world.db)
+    assert promoted.returncode == 0, promoted.stderr
+    assert promoted.stdout == "bob is owner of tenant A\n"
+    stepped_down = cli("member", "role", "A", "olga", "member", "--actor", "olga", db=world.db)
+    assert stepped_down.returncode == 0, stepped_down.stderr
+    left = cli("member", "remove", "A", "olga", "--actor", "olga", db=world.db)
+    assert left.returncode == 0, left.stderr
+    assert left.stdout == "removed olga from tenant A\n"
+    by_operator = cli("member", "remove", "A", "carl", db=world.db)
+    assert by_operator.returncode == 0, by_operator.stderr
+    assert [(m.user_id, m.role) for m in tf.members("A")] == [("bob", Role.OWNER)]
+    gone = cli("member", "remove", "A", "carl", db=world.db)
+    assert gone.returncode == 1
+    assert gone.stderr == "tenant2fa: user 'carl' is not a member of tenant 'A'\n"
+    kinds = [r.kind for r in tf.audit_log(tenant_id="A", limit=1000)][-4:]
+    assert kinds == [
+        AuditKind.ROLE_CHANGED,
+        AuditKind.ROLE_CHANGED,
+        AuditKind.MEMBER_REMOVED,
+        AuditKind.MEMBER_REMOVED,
+    ]
 
 
 def test_resetting_a_user_of_another_tenant_is_refused(world: World) -> None:
@@ -589,8 +688,12 @@ def test_outbox_list_then_dispatch_delivers_what_commands_queued(
     pending = cli("outbox", "list", "--state", "pending", db=world.db)
     assert pending.returncode == 0
     rows = [line.split() for line in pending.stdout.splitlines()[1:]]
-    # Bob's "enabled" mail from the set-up, and both owners told of the switch.
+    # The set-up's mails (bob, carl and dave added, bob's "enabled"), and both owners told of
+    # the switch.
     assert sorted((r[1], r[2], r[3]) for r in rows) == [
+        ("member_added", "bob", "pending"),
+        ("member_added", "carl", "pending"),
+        ("member_added", "dave", "pending"),
         ("tenant_two_factor_changed", "dave", "pending"),
         ("tenant_two_factor_changed", "olga", "pending"),
         ("two_factor_enabled", "bob", "pending"),
@@ -600,8 +703,8 @@ def test_outbox_list_then_dispatch_delivers_what_commands_queued(
     dispatch = ("outbox", "dispatch", "--notifier", "outbox_helpers:file_notifier")
     run = cli(*dispatch, db=world.db, env=env)
     assert run.returncode == 0, run.stderr
-    assert run.stdout == "delivered 3, retrying 0, abandoned 0, lost to another dispatcher 0\n"
-    assert len(delivered_ids(log)) == 3
+    assert run.stdout == "delivered 6, retrying 0, abandoned 0, lost to another dispatcher 0\n"
+    assert len(delivered_ids(log)) == 6
     assert cli("outbox", "list", "--state", "pending", db=world.db).stdout.count("\n") == 1
     delivered = cli("outbox", "list", "--state", "delivered", "--limit", "2", db=world.db)
     assert delivered.stdout.count("\n") == 3

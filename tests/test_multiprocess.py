@@ -1,15 +1,16 @@
-"""Replay and throttling hold across processes, on every durable backend.
+"""Replay, throttling and the last owner hold across processes, on every durable backend.
 
 16 worker processes (spawned, each with its own connections) are lined up on a barrier and then
-hit one user at the same instant: the same valid code, the same recovery code, or a flood of wrong
-codes.
+act at the same instant: on one user (the same valid code, the same recovery code, or a flood of
+wrong codes), or in pairs on 8 tenants, whose two owners remove or demote each other.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,13 @@ from typing import Any
 import pytest
 
 from db_backends import server_url, sqlalchemy_server_storage
-from multiprocess_workers import CONFIG, attempt
-from tenant2fa import Keyring, Reason, TwoFactor
+from multiprocess_workers import CONFIG, act_on_owner, attempt
+from tenant2fa import AuditKind, Keyring, Reason, Role, TwoFactor
 from tenant2fa.storage.sqlite import SQLiteStorage
 from tenant2fa.testing import FakeClock, code_for, pending_code_for
 
 WORKERS = 16
+PAIRS = WORKERS // 2
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +126,67 @@ def test_50_parallel_wrong_codes_get_no_more_guesses_than_the_throttle_allows(
     assert evaluated == allowed  # all at one instant: only the free attempts are evaluated
     assert reasons.count(Reason.LOCKED.value) == 50 - evaluated
     assert shared.tf.user_status("bob").failures == evaluated
+
+
+_LOSING = {"PermissionDenied", "LastOwner", "NotAMember", "ConcurrentChange"}
+"""What the owner who loses the race may get: PermissionDenied when the service, finding the
+other's change stored first, asks again and they are no longer an owner (or no member)."""
+
+
+@pytest.mark.parametrize(
+    ("ann_does", "ben_does"),
+    [("remove", "remove"), ("demote", "demote"), ("remove", "demote")],
+    ids=["removing", "demoting", "one-removing-one-demoting"],
+)
+def test_two_owners_acting_on_each_other_from_separate_processes_leave_exactly_one_owner(
+    pool: tuple[ProcessPoolExecutor, Any], shared: Shared, ann_does: str, ben_does: str
+) -> None:
+    executor, manager = pool
+    tf = shared.tf
+    tenants = [f"T{k}" for k in range(PAIRS)]
+    for tenant_id in tenants:
+        tf.create_tenant(tenant_id, name=f"Tenant {tenant_id}", owner_id="ann")
+        tf.add_member(tenant_id, "ben", role=Role.OWNER, actor_id="ann")
+    barrier = manager.Barrier(2 * PAIRS)
+    now = tf.clock.now().isoformat()
+    futures = {
+        tenant_id: [
+            executor.submit(
+                act_on_owner,
+                shared.kind,
+                shared.where,
+                shared.key,
+                now,
+                tenant_id,
+                me,
+                other,
+                action,
+                barrier,
+            )
+            for me, other, action in (("ann", "ben", ann_does), ("ben", "ann", ben_does))
+        ]
+        for tenant_id in tenants
+    }
+    submitted = [f for pair in futures.values() for f in pair]
+    wait(submitted, timeout=120)
+    errors = [exc for f in submitted if (exc := f.exception(timeout=0)) is not None]
+    # The error that broke the barrier, not the BrokenBarrierError of the workers waiting at it.
+    errors.sort(key=lambda exc: isinstance(exc, threading.BrokenBarrierError))
+    if errors:
+        raise errors[0]
+    done = {"remove": 0, "demote": 0}
+    for tenant_id, pair in futures.items():
+        outcomes = [f.result() for f in pair]
+        assert outcomes.count("ok") == 1, (tenant_id, outcomes)
+        assert set(outcomes) <= {"ok", *_LOSING}, (tenant_id, outcomes)
+        winner, loser, action = (
+            ("ann", "ben", ann_does) if outcomes[0] == "ok" else ("ben", "ann", ben_does)
+        )
+        done[action] += 1
+        kept = (
+            {winner: Role.OWNER} if action == "remove" else {winner: Role.OWNER, loser: Role.ADMIN}
+        )
+        assert {m.user_id: m.role for m in tf.members(tenant_id)} == kept, tenant_id
+    removed = tf.audit_log(kinds=frozenset({AuditKind.MEMBER_REMOVED}), limit=1000)
+    demoted = tf.audit_log(kinds=frozenset({AuditKind.ROLE_CHANGED}), limit=1000)
+    assert (len(removed), len(demoted)) == (done["remove"], done["demote"])

@@ -365,6 +365,8 @@ def run_scenario(s: Scenario) -> None:  # noqa: PLR0915 - one long story on purp
     s.keep("verify_code(locked)", locked)
     s.keep("login_step(locked)", tf.login_step(other, "B"))
     s.keep("user_status(locked)", tf.user_status("bob"))
+    s.refused("unlock by admin", lambda: tf.unlock("B", "bob", actor_id="carol"))
+    s.keep("unlock", tf.unlock("B", "bob", actor_id="olga"))
     clock.set(locked.retry_at)
 
     # Recovery codes: wrong, malformed, right, reused, then regenerated.
@@ -451,6 +453,11 @@ def run_scenario(s: Scenario) -> None:  # noqa: PLR0915 - one long story on purp
     s.keep("set_two_factor(off)", tf.set_two_factor("B", actor_id="olga", enabled=False))
     s.keep("remove_two_factor", tf.remove_two_factor(reenrolled.login))
     s.keep("login_step(off)", tf.login_step(tf.start_session("bob"), "B"))
+
+    # Membership: a role changes, a member leaves, the last owner cannot.
+    s.keep("set_role", tf.set_role("B", "carol", Role.MEMBER, actor_id="olga"))
+    s.refused("last owner leaves", lambda: tf.remove_member("B", "olga", actor_id="olga"))
+    tf.remove_member("B", "carol", actor_id="carol")
 
 
 def test_no_secret_appears_in_logs_exceptions_reprs_audit_or_messages(

@@ -282,11 +282,12 @@ def test_two_dispatcher_processes_on_one_postgresql_deliver_each_message_once(
     tf.create_tenant("B", name="Tenant B", owner_id="olga")
     for i in range(40):
         tf.add_member("B", f"owner-{i:02d}", role=Role.OWNER)
-    for enabled in (True, False, True):  # three toggles, 41 owners told each time
+    # 40 owners told they were added, then three toggles with 41 owners told each time.
+    for enabled in (True, False, True):
         clock.advance(seconds=1)
         tf.set_two_factor("B", actor_id="olga", enabled=enabled)
     pending = storage.outbox_items(state=OutboxState.PENDING, limit=1000)
-    assert len(pending) == 123
+    assert len(pending) == 163
     log = tmp_path / "delivered.log"
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(2, mp_context=context) as pool:
@@ -303,7 +304,7 @@ def test_two_dispatcher_processes_on_one_postgresql_deliver_each_message_once(
         ]
         counts = [f.result(timeout=120) for f in futures]
     ids = delivered_ids(log)
-    assert sum(counts) == len(ids) == 123
-    assert len(set(ids)) == 123  # each one once
+    assert sum(counts) == len(ids) == 163
+    assert len(set(ids)) == 163  # each one once
     assert all(c > 0 for c in counts), counts  # both dispatchers did work
     assert storage.outbox_items(state=OutboxState.PENDING, limit=1000) == []

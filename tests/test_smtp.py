@@ -268,6 +268,7 @@ def _parts(message: EmailMessage) -> tuple[str, str]:
 # -- every kind of message ------------------------------------------------------------------
 
 TENANT_B = {"tenant_id": "B", "tenant_name": "Tenant B"}
+BY_OLGA = {**TENANT_B, "actor_id": "olga", "actor_role": "owner"}
 CASES: dict[NotificationKind, tuple[dict[str, Any], str, tuple[str, ...]]] = {
     NotificationKind.TWO_FACTOR_ENABLED: (
         {},
@@ -275,9 +276,9 @@ CASES: dict[NotificationKind, tuple[dict[str, Any], str, tuple[str, ...]]] = {
         ("You've enabled two-factor authentication for your user on Onum",),
     ),
     NotificationKind.TWO_FACTOR_RESET: (
-        {**TENANT_B, "actor_id": "olga"},
+        BY_OLGA,
         "Two-factor authentication reset for Onum",
-        ("An owner of Tenant B (olga) reset two-factor authentication", "next login"),
+        ("was reset in “Tenant B” by “olga” (an owner of the tenant)", "next login"),
     ),
     NotificationKind.TWO_FACTOR_REMOVED: (
         {},
@@ -287,7 +288,7 @@ CASES: dict[NotificationKind, tuple[dict[str, Any], str, tuple[str, ...]]] = {
     NotificationKind.RECOVERY_CODE_USED: (
         {**TENANT_B, "recovery_codes_left": 7},
         "A recovery code was used to log in to Onum",
-        ("to log in to Tenant B on Onum", "you have 7 recovery codes left"),
+        ("to log in to “Tenant B” on Onum", "you have 7 recovery codes left"),
     ),
     NotificationKind.RECOVERY_CODES_REGENERATED: (
         {},
@@ -297,12 +298,32 @@ CASES: dict[NotificationKind, tuple[dict[str, Any], str, tuple[str, ...]]] = {
     NotificationKind.LOCKED_OUT: (
         {**TENANT_B, "retry_at": AT + timedelta(minutes=5)},
         "Too many wrong codes for Onum",
-        ("in Tenant B", "You can try again after 2026-01-02 03:09 UTC."),
+        ("in “Tenant B”", "You can try again after 2026-01-02 03:09 UTC."),
     ),
     NotificationKind.TENANT_TWO_FACTOR_CHANGED: (
         {**TENANT_B, "actor_id": "bob", "two_factor_on": False},
-        "Two-factor authentication switched off in Tenant B",
-        ("bob switched two-factor authentication off for Tenant B on Onum",),
+        "Two-factor authentication switched off in one of your tenants on Onum",
+        ("switched off for the tenant “Tenant B” on Onum by “bob”",),
+    ),
+    NotificationKind.TWO_FACTOR_UNLOCKED: (
+        {**TENANT_B, "actor_id": "support:jane", "actor_role": "operator"},
+        "Two-factor authentication unlocked for Onum",
+        ("was lifted in “Tenant B” by “support:jane” (the team that runs Onum)",),
+    ),
+    NotificationKind.MEMBER_ADDED: (
+        {**BY_OLGA, "role": "member"},
+        "You were added to a tenant on Onum",
+        ("added to the tenant “Tenant B” on Onum by “olga”", "Your role there is member."),
+    ),
+    NotificationKind.MEMBER_REMOVED: (
+        {**TENANT_B, "actor_id": "bob", "actor_role": "self", "previous_role": "admin"},
+        "Your membership of a tenant on Onum ended",
+        ("was ended by “bob” (you)", "Your role there was admin."),
+    ),
+    NotificationKind.ROLE_CHANGED: (
+        {**BY_OLGA, "member_id": "carol", "role": "owner", "previous_role": "admin"},
+        "A role changed in one of your tenants on Onum",
+        ("The role of “carol” in the tenant “Tenant B” on Onum was changed from admin to owner",),
     ),
 }
 
@@ -375,8 +396,8 @@ def test_non_ascii_names_are_encoded_and_read_back_intact(
     message = server.deliveries[0].message
     assert message["Subject"] == "Two-factor authentication reset for Önum"
     text, html = _parts(message)
-    assert "An owner of Müller & Söhne (zoë) reset" in text
-    assert "An owner of Müller &amp; Söhne (zoë) reset" in html
+    assert "in “Müller & Söhne” by “zoë”" in text
+    assert "in “Müller &amp; Söhne” by “zoë”" in html
 
 
 def test_a_retried_notification_keeps_its_message_id(start_server: Callable[..., Server]) -> None:
@@ -429,9 +450,11 @@ def test_a_tenant_name_cannot_add_headers_or_recipients(
     message = delivery.message
     assert message["Bcc"] is None
     # A subject this long is folded onto the next line; the parser keeps the fold's space.
-    assert message["Subject"].strip() == (
-        "Two-factor authentication switched on in B Bcc: eve@evil.example fake body"
+    assert (
+        message["Subject"] == "Two-factor authentication switched on in one of your tenants on Onum"
     )
+    text, _ = _parts(message)
+    assert "for the tenant “B Bcc: eve@evil[.]example fake body” on Onum" in text
     assert b"\r\nBcc:" not in delivery.raw
     assert b"\nBcc:" not in delivery.raw
 

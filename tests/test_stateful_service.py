@@ -2,9 +2,11 @@
 
 Two tenants and four users in varied roles; the rules are what hosts and users do (toggle 2FA,
 sign in, re-verify identity, enroll, type right, replayed, wrong and junk codes, use recovery codes,
-reset, remove) and what clocks do (move forward a little or a lot, step back). The model is written
-from DESIGN.md, knows only what a user and their phone would know (the provisioning key, the codes
-shown, the recovery codes handed out), and never calls the library's decision functions.
+reset, unlock, remove a factor; add and remove members, change their roles) and what clocks do
+(move forward a little or a lot, step back). The model is written from DESIGN.md, knows only what
+a user and their phone would know (the provisioning key, the codes shown, the recovery codes
+handed out), keeps its own copy of who may do what to whom, and never calls the library's
+decision functions.
 
 Invariants checked after every step (DESIGN.md "Invariants"):
 
@@ -15,13 +17,19 @@ Invariants checked after every step (DESIGN.md "Invariants"):
 - no authenticator becomes active without a confirm carrying a code of its own pending secret;
 - a (user, time step) pair is accepted at most once, and a recovery code works at most once
   (accepted codes and spent recovery codes are submitted again, and must be refused);
-- a host action moves a session's step only along ``tenant2fa.flow.LOGIN_TRANSITIONS``.
+- a host action moves a session's step only along ``tenant2fa.flow.LOGIN_TRANSITIONS``;
+- no actor without authority over every tenant of the user that requires 2FA changes the user's
+  factor (resets and unlocks), and no other change to a factor happens than the ones the model
+  allowed (the audit log is compared with the model's list);
+- a tenant always keeps an owner, a removed member gets NotAMember at once, and a login older
+  than the user's last reset (or than MAX_LOGIN_AGE) must verify the user's identity again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -38,6 +46,7 @@ from hypothesis.stateful import (
 )
 
 from tenant2fa import (
+    AlreadyMember,
     AuditKind,
     Config,
     EnrollmentState,
@@ -45,6 +54,7 @@ from tenant2fa import (
     InvalidSession,
     InvalidTransition,
     Keyring,
+    LastOwner,
     LoginSession,
     MemoryStorage,
     NotAMember,
@@ -65,10 +75,11 @@ from tenant2fa.recovery import ALPHABET as RECOVERY_ALPHABET
 from tenant2fa.testing import FakeClock, secret_of
 from tenant2fa.testing import strategies as t2st
 
-MEMBERS: dict[str, dict[str, Role]] = {
+INITIAL_MEMBERS: dict[str, dict[str, Role]] = {
     "T1": {"o1": Role.OWNER, "u1": Role.MEMBER, "u2": Role.ADMIN, "o2": Role.MEMBER},
     "T2": {"o2": Role.OWNER, "u1": Role.ADMIN},
 }
+TENANTS = sorted(INITIAL_MEMBERS)
 USERS = ("u1", "u2", "o1", "o2")
 ACTORS = (*USERS, "stranger")
 THROTTLE = ThrottleRules(
@@ -80,14 +91,29 @@ THROTTLE = ThrottleRules(
 PERIOD = 30
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 REAUTH = timedelta(minutes=10)
+MAX_LOGIN_AGE = timedelta(hours=6)
+OPERATOR = "support:jane"
 PENDING_TTL = timedelta(minutes=10)
 MAX_SESSIONS = 8
 TRACKED_NOTICES = (
     NotificationKind.TWO_FACTOR_ENABLED,
     NotificationKind.TWO_FACTOR_RESET,
     NotificationKind.TWO_FACTOR_REMOVED,
+    NotificationKind.TWO_FACTOR_UNLOCKED,
     NotificationKind.RECOVERY_CODE_USED,
+    NotificationKind.MEMBER_ADDED,
+    NotificationKind.MEMBER_REMOVED,
+    NotificationKind.ROLE_CHANGED,
 )
+FACTOR_CHANGES = frozenset({AuditKind.TWO_FACTOR_RESET, AuditKind.TWO_FACTOR_UNLOCKED})
+# DESIGN.md 14 and docs/security.md, written out again: the roles of the members each role may
+# act on (owners on all, admins on admins and members, members on nobody), and only owners may
+# reset or unlock (Config.toggle_roles), with authority in every tenant that requires 2FA.
+ACTS_ON = {
+    Role.OWNER: {Role.OWNER, Role.ADMIN, Role.MEMBER},
+    Role.ADMIN: {Role.ADMIN, Role.MEMBER},
+    Role.MEMBER: set(),
+}
 
 
 @dataclass(kw_only=True)
@@ -114,6 +140,8 @@ class UserModel:
     recovery_unused: set[str] = field(default_factory=set)
     recovery_spent: list[str] = field(default_factory=list)
     notices: Counter[NotificationKind] = field(default_factory=Counter)
+    floor: datetime | None = None
+    """Logins whose identity was checked before this must check it again (a reset, a removal)."""
 
 
 @dataclass(kw_only=True)
@@ -143,25 +171,37 @@ class TwoFactorMachine(RuleBasedStateMachine):
                 throttle=THROTTLE,
                 reauth_window=REAUTH,
                 pending_ttl=PENDING_TTL,
+                max_login_age=MAX_LOGIN_AGE,
             ),
         )
-        for tenant, members in MEMBERS.items():
+        self.users = {u: UserModel() for u in USERS}
+        for tenant, members in INITIAL_MEMBERS.items():
             owner = next(u for u, r in members.items() if r is Role.OWNER)
             self.tf.create_tenant(tenant, name=f"Tenant {tenant}", owner_id=owner)
             for user, role in members.items():
                 if user != owner:
                     self.tf.add_member(tenant, user, role=role)
+                    self.users[user].notices[NotificationKind.MEMBER_ADDED] += 1
+        self.members = {t: dict(m) for t, m in INITIAL_MEMBERS.items()}
         self.now = self.clock.now()
-        self.required = dict.fromkeys(MEMBERS, False)
-        self.activated_at: dict[str, datetime | None] = dict.fromkeys(MEMBERS)
-        self.switches = dict.fromkeys(MEMBERS, 0)
-        self.users = {u: UserModel() for u in USERS}
+        self.required = dict.fromkeys(INITIAL_MEMBERS, False)
+        self.activated_at: dict[str, datetime | None] = dict.fromkeys(INITIAL_MEMBERS)
+        self.switches = dict.fromkeys(INITIAL_MEMBERS, 0)
         self.sessions: list[SessionModel] = []
+        self.factor_changes: list[tuple[AuditKind, str, str]] = []
+        """(kind, user, actor) of every reset and unlock the model allowed, in order."""
 
     # -- the model ---------------------------------------------------------------------------
 
     def tenants_of(self, user: str) -> list[str]:
-        return sorted(t for t, members in MEMBERS.items() if user in members)
+        return sorted(t for t, members in self.members.items() if user in members)
+
+    def identity_current(self, s: SessionModel) -> bool:
+        """Issue 10: a login kept too long, or older than the user's last reset, is stale."""
+        floor = self.users[s.user].floor
+        if floor is not None and s.identity_at < floor:
+            return False
+        return self.now - s.identity_at <= MAX_LOGIN_AGE
 
     def identity_fresh(self, s: SessionModel) -> bool:
         """DESIGN.md 7: checked after the newest activation that applies, and recently."""
@@ -169,7 +209,26 @@ class TwoFactorMachine(RuleBasedStateMachine):
         newest = max((a for a in activations if a is not None), default=None)
         if newest is not None and s.identity_at <= newest:
             return False
+        floor = self.users[s.user].floor
+        if floor is not None and s.identity_at < floor:
+            return False
         return timedelta(0) <= self.now - s.identity_at <= REAUTH
+
+    def may_change_factor(self, actor: str, tenant: str, user: str) -> bool:
+        """DESIGN.md 12: an owner of this tenant and of every tenant of the user requiring 2FA
+        (the user's role there within what an owner acts on), never oneself."""
+        if actor == user:
+            return False
+        relying = [t for t in self.tenants_of(user) if self.required[t] or t == tenant]
+        return all(
+            self.members[t].get(actor) is Role.OWNER
+            and self.members[t][user] in ACTS_ON[Role.OWNER]
+            for t in relying
+        )
+
+    def last_owner(self, tenant: str, user: str) -> bool:
+        owners = [u for u, r in self.members[tenant].items() if r is Role.OWNER]
+        return owners == [user]
 
     def wait_until(self, user: str) -> tuple[bool, datetime | None]:
         """DESIGN.md 11 with THROTTLE: (may attempt now, until when to wait)."""
@@ -225,6 +284,8 @@ class TwoFactorMachine(RuleBasedStateMachine):
 
     def expected_kind(self, s: SessionModel, tenant: str) -> StepKind:
         u = self.users[s.user]
+        if not self.identity_current(s):
+            return StepKind.VERIFY_IDENTITY
         may_try = self.wait_until(s.user)[0]
         if u.secret is not None:  # enrolled: a code once per session where required
             if not self.required[tenant] or self.proven(s):
@@ -236,8 +297,9 @@ class TwoFactorMachine(RuleBasedStateMachine):
             return StepKind.VERIFY_IDENTITY
         return StepKind.ENROLL if may_try else StepKind.LOCKED
 
-    def remove_factor(self, user: str, notice: NotificationKind) -> None:
+    def remove_factor(self, user: str, notice: NotificationKind, floor: datetime) -> None:
         u = self.users[user]
+        u.floor = floor if u.floor is None else max(u.floor, floor)
         if u.secret is not None:
             u.old_secrets.append(u.secret)
         if u.pending is not None:
@@ -251,6 +313,16 @@ class TwoFactorMachine(RuleBasedStateMachine):
         self.succeed(user)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def refused_as_stale(self, s: SessionModel, call: Callable[..., object], *args: object) -> bool:
+        """If the session is stale (too old, or older than a reset), ``call`` must refuse it
+        with VERIFY_IDENTITY: True then, after checking that."""
+        if self.identity_current(s):
+            return False
+        with pytest.raises(StepUpRequired) as raised:
+            call(s.login, *args)
+        assert raised.value.step is StepKind.VERIFY_IDENTITY
+        return True
 
     def session(self, pick: int) -> SessionModel:
         return self.sessions[pick % len(self.sessions)]
@@ -291,7 +363,7 @@ class TwoFactorMachine(RuleBasedStateMachine):
     ) -> None:
         """Reach the interesting states quickly; every call goes through the rules' checks."""
         for tenant in sorted(required):
-            owner = next(u for u, r in MEMBERS[tenant].items() if r is Role.OWNER)
+            owner = next(u for u, r in self.members[tenant].items() if r is Role.OWNER)
             self.toggle(tenant=tenant, actor=owner, on=True)
         self.clock_moves(move=timedelta(seconds=1))
         for user in USERS:
@@ -310,11 +382,11 @@ class TwoFactorMachine(RuleBasedStateMachine):
 
     # -- tenants -----------------------------------------------------------------------------
 
-    @rule(tenant=st.sampled_from(sorted(MEMBERS)), actor=st.sampled_from(ACTORS), on=st.booleans())
+    @rule(tenant=st.sampled_from(TENANTS), actor=st.sampled_from(ACTORS), on=st.booleans())
     def toggle(self, tenant: str, actor: str, on: bool) -> None:
         policy_before = self.tf.tenant(tenant)
         records_before = self.switch_records(tenant)
-        if MEMBERS[tenant].get(actor) is not Role.OWNER:
+        if self.members[tenant].get(actor) is not Role.OWNER:
             with pytest.raises(PermissionDenied):
                 self.tf.set_two_factor(tenant, actor_id=actor, enabled=on)
             assert self.tf.tenant(tenant) == policy_before
@@ -345,7 +417,9 @@ class TwoFactorMachine(RuleBasedStateMachine):
         s = self.session(pick)
         before = self.kinds(s)
         s.login = self.tf.verify_identity(s.login, method=method)
-        s.identity_at = self.now
+        # A check made after a reset never counts as older than it, even by a clock behind.
+        floor = self.users[s.user].floor
+        s.identity_at = self.now if floor is None else max(self.now, floor)
         self.check_moves(before, LoginEvent.IDENTITY_VERIFIED, self.kinds(s))
 
     @rule(pick=st.integers(min_value=0))
@@ -364,13 +438,9 @@ class TwoFactorMachine(RuleBasedStateMachine):
         foreign = dataclasses.replace(s.login, user_id=other)
         for bad in (forged, fresher, foreign):
             with pytest.raises(InvalidSession):
-                self.tf.login_step(bad, self.tenants_of(s.user)[0])
+                self.tf.login_step(bad, TENANTS[pick % len(TENANTS)])
             with pytest.raises(InvalidSession):
-                self.tf.verify_code(bad, self.tenants_of(s.user)[0], "123456")
-        outside = next((t for t in MEMBERS if s.user not in MEMBERS[t]), None)
-        if outside is not None:
-            with pytest.raises(NotAMember):
-                self.tf.login_step(s.login, outside)
+                self.tf.verify_code(bad, TENANTS[pick % len(TENANTS)], "123456")
 
     # -- enrollment --------------------------------------------------------------------------
 
@@ -428,6 +498,8 @@ class TwoFactorMachine(RuleBasedStateMachine):
         u = self.users[s.user]
         code: object = junk if which == "junk" else self.code_for(s.user, which, offset, wrong)
         before = self.kinds(s)
+        if which != "junk" and self.refused_as_stale(s, self.tf.confirm_enrollment, code):
+            return
         pending = self.live_pending(s.user)
         replacing = which != "junk" and pending is not None and u.secret is not None
         if replacing and not self.proven(s):
@@ -502,9 +574,13 @@ class TwoFactorMachine(RuleBasedStateMachine):
         s = self.session(pick)
         u = self.users[s.user]
         tenants = self.tenants_of(s.user)
+        if not tenants:
+            return
         tenant = tenants[tenant_pick % len(tenants)]
         code: object = junk if which == "junk" else self.code_for(s.user, which, offset, wrong)
         before = self.kinds(s)
+        if which != "junk" and self.refused_as_stale(s, self.tf.verify_code, tenant, code):
+            return
         result = self.tf.verify_code(s.login, tenant, code)
         note(f"verify_code: {which} -> {result.reason.name}")
 
@@ -565,6 +641,8 @@ class TwoFactorMachine(RuleBasedStateMachine):
         s = self.session(pick)
         u = self.users[s.user]
         tenants = self.tenants_of(s.user)
+        if not tenants:
+            return
         tenant = tenants[tenant_pick % len(tenants)]
         unused = sorted(u.recovery_unused)
         code: object = unknown
@@ -577,6 +655,8 @@ class TwoFactorMachine(RuleBasedStateMachine):
         elif which == "junk":
             code = junk
         before = self.kinds(s)
+        if which != "junk" and self.refused_as_stale(s, self.tf.use_recovery_code, tenant, code):
+            return
         result = self.tf.use_recovery_code(s.login, tenant, code)
         note(f"use_recovery_code: {which} -> {result.reason.name}")
 
@@ -608,24 +688,153 @@ class TwoFactorMachine(RuleBasedStateMachine):
 
     # -- reset and removal -------------------------------------------------------------------
 
+    def factor_change_refusal(self, tenant: str, actor: str, member: str) -> type[Exception] | None:
+        """What resetting or unlocking ``member`` through ``tenant`` by ``actor`` must raise."""
+        if actor == OPERATOR:
+            return None if member in self.members[tenant] else NotAMember
+        if self.members[tenant].get(actor) is not Role.OWNER:
+            return PermissionDenied
+        if member not in self.members[tenant]:
+            return NotAMember
+        if not self.may_change_factor(actor, tenant, member):
+            return PermissionDenied
+        return None
+
+    @staticmethod
+    def acting(actor: str) -> dict[str, str]:
+        return {"operator": OPERATOR} if actor == OPERATOR else {"actor_id": actor}
+
     @rule(
-        tenant=st.sampled_from(sorted(MEMBERS)),
-        actor=st.sampled_from((*ACTORS, "o1", "o2")),  # owners a little more often
+        tenant=st.sampled_from(TENANTS),
+        actor=st.sampled_from((*ACTORS, "o1", "o2", OPERATOR)),  # owners a little more often
         member=st.sampled_from(USERS),
     )
     def owner_resets_a_member(self, tenant: str, actor: str, member: str) -> None:
-        if MEMBERS[tenant].get(actor) is not Role.OWNER or actor == member:
-            with pytest.raises(PermissionDenied):
-                self.tf.reset_two_factor(tenant, member, actor_id=actor)
-        elif member not in MEMBERS[tenant]:
-            with pytest.raises(NotAMember):
-                self.tf.reset_two_factor(tenant, member, actor_id=actor)
+        refusal = self.factor_change_refusal(tenant, actor, member)
+        if refusal is not None:
+            with pytest.raises(refusal):
+                self.tf.reset_two_factor(tenant, member, **self.acting(actor))
         elif self.state(member) is EnrollmentState.NONE and self.users[member].failures == 0:
             with pytest.raises(InvalidTransition):
-                self.tf.reset_two_factor(tenant, member, actor_id=actor)
+                self.tf.reset_two_factor(tenant, member, **self.acting(actor))
         else:
-            self.tf.reset_two_factor(tenant, member, actor_id=actor)
-            self.remove_factor(member, NotificationKind.TWO_FACTOR_RESET)
+            self.tf.reset_two_factor(tenant, member, **self.acting(actor))
+            self.remove_factor(member, NotificationKind.TWO_FACTOR_RESET, floor=self.now)
+            self.factor_changes.append((AuditKind.TWO_FACTOR_RESET, member, actor))
+
+    @rule(
+        tenant=st.sampled_from(TENANTS),
+        actor=st.sampled_from((*ACTORS, "o1", "o2", OPERATOR)),
+        member=st.sampled_from(USERS),
+    )
+    def owner_unlocks_a_member(self, tenant: str, actor: str, member: str) -> None:
+        refusal = self.factor_change_refusal(tenant, actor, member)
+        if refusal is not None:
+            with pytest.raises(refusal):
+                self.tf.unlock(tenant, member, **self.acting(actor))
+            return
+        mine = [s for s in self.sessions if s.user == member]
+        before = [self.kinds(s) for s in mine]
+        unlocked = self.tf.unlock(tenant, member, **self.acting(actor))
+        assert unlocked is (self.users[member].failures > 0)
+        if unlocked:
+            self.succeed(member)
+            self.users[member].notices[NotificationKind.TWO_FACTOR_UNLOCKED] += 1
+            self.factor_changes.append((AuditKind.TWO_FACTOR_UNLOCKED, member, actor))
+        for s, kinds in zip(mine, before, strict=True):
+            self.check_moves(kinds, LoginEvent.UNLOCKED, self.kinds(s))
+
+    # -- membership --------------------------------------------------------------------------
+
+    def member_refusal(
+        self, tenant: str, actor: str, member: str, targets: list[Role]
+    ) -> type[Exception] | None:
+        """What removing ``member`` (or changing their role) by ``actor`` must raise, before
+        the last-owner rule: ``targets`` are the roles acted on (the old and the new one)."""
+        if actor == OPERATOR:
+            return None if member in self.members[tenant] else NotAMember
+        acting = self.members[tenant].get(actor)
+        if acting is None:
+            return PermissionDenied
+        if member not in self.members[tenant]:
+            return NotAMember
+        if not all(role in ACTS_ON[acting] for role in targets):
+            return PermissionDenied
+        return None
+
+    @rule(
+        tenant=st.sampled_from(TENANTS),
+        actor=st.sampled_from((*ACTORS, OPERATOR)),
+        member=st.sampled_from((*USERS, "newcomer")),
+        role=st.sampled_from(Role),
+    )
+    def add_a_member(self, tenant: str, actor: str, member: str, role: Role) -> None:
+        acting = self.members[tenant].get(actor)
+        if actor != OPERATOR and (acting is None or role not in ACTS_ON[acting]):
+            with pytest.raises(PermissionDenied):
+                self.tf.add_member(tenant, member, role=role, **self.acting(actor))
+        elif member in self.members[tenant]:
+            with pytest.raises(AlreadyMember):
+                self.tf.add_member(tenant, member, role=role, **self.acting(actor))
+        elif member in self.users:  # "newcomer" only probes the rules: the model tracks USERS
+            self.tf.add_member(tenant, member, role=role, **self.acting(actor))
+            self.members[tenant][member] = role
+            self.users[member].notices[NotificationKind.MEMBER_ADDED] += 1
+
+    @rule(
+        tenant=st.sampled_from(TENANTS),
+        actor=st.sampled_from((*ACTORS, OPERATOR, "o1", "o2")),
+        member=st.sampled_from(USERS),
+        leaves=st.booleans(),
+    )
+    def remove_a_member(self, tenant: str, actor: str, member: str, leaves: bool) -> None:
+        actor = member if leaves else actor
+        role = self.members[tenant].get(member)
+        refusal = self.member_refusal(tenant, actor, member, [] if role is None else [role])
+        if actor == member and refusal is PermissionDenied and role is not None:
+            refusal = None  # anyone may leave
+        if refusal is None and self.last_owner(tenant, member):
+            refusal = LastOwner
+        if refusal is not None:
+            with pytest.raises(refusal):
+                self.tf.remove_member(tenant, member, **self.acting(actor))
+            return
+        self.tf.remove_member(tenant, member, **self.acting(actor))
+        del self.members[tenant][member]
+        self.users[member].notices[NotificationKind.MEMBER_REMOVED] += 1
+        for s in self.sessions:
+            if s.user == member:  # no longer bound by, nor reachable through, the tenant
+                with pytest.raises(NotAMember):
+                    self.tf.login_step(s.login, tenant)
+
+    @rule(
+        tenant=st.sampled_from(TENANTS),
+        actor=st.sampled_from((*ACTORS, OPERATOR, "o1", "o2")),
+        member=st.sampled_from(USERS),
+        role=st.sampled_from(Role),
+    )
+    def change_a_role(self, tenant: str, actor: str, member: str, role: Role) -> None:
+        old = self.members[tenant].get(member)
+        refusal = self.member_refusal(tenant, actor, member, [] if old is None else [old, role])
+        demoting = old is not role and role is not Role.OWNER
+        if refusal is None and demoting and self.last_owner(tenant, member):
+            refusal = LastOwner
+        if refusal is not None:
+            with pytest.raises(refusal):
+                self.tf.set_role(tenant, member, role, **self.acting(actor))
+            return
+        assert old is not None
+        membership = self.tf.set_role(tenant, member, role, **self.acting(actor))
+        assert membership.role is role
+        if old is role:
+            return
+        told = {member}
+        if Role.OWNER in (old, role):
+            told |= {u for u, r in self.members[tenant].items() if r is Role.OWNER}
+        for user in told:
+            if user in self.users:
+                self.users[user].notices[NotificationKind.ROLE_CHANGED] += 1
+        self.members[tenant][member] = role
 
     @rule(pick=st.integers(min_value=0))
     def user_removes_their_own(self, pick: int) -> None:
@@ -645,7 +854,8 @@ class TwoFactorMachine(RuleBasedStateMachine):
         else:
             s.login = self.tf.remove_two_factor(s.login)
             assert s.login.second_factor_at is None
-            self.remove_factor(s.user, NotificationKind.TWO_FACTOR_REMOVED)
+            # Other logins checked before this one's identity check must check it again.
+            self.remove_factor(s.user, NotificationKind.TWO_FACTOR_REMOVED, floor=s.identity_at)
             s.proof_generation = None
 
     # -- time --------------------------------------------------------------------------------
@@ -658,7 +868,7 @@ class TwoFactorMachine(RuleBasedStateMachine):
 
     @invariant()
     def policies_change_only_by_owners_with_one_audit_record_each(self) -> None:
-        for tenant in MEMBERS:
+        for tenant in TENANTS:
             policy = self.tf.tenant(tenant)
             assert policy.two_factor_required is self.required[tenant]
             assert policy.version == self.switches[tenant]
@@ -667,8 +877,28 @@ class TwoFactorMachine(RuleBasedStateMachine):
                 assert policy.activated_at == self.activated_at[tenant]
 
     @invariant()
+    def no_factor_changes_without_authority_over_every_requiring_tenant(self) -> None:
+        """Each reset and unlock the audit log shows is one the model allowed: by the operator,
+        or by an actor the model found to own every tenant relying on the user's factor."""
+        records = self.tf.audit_log(kinds=FACTOR_CHANGES, limit=10_000)
+        # Sorted: the log is in time order, and the clock may step back between two of them.
+        changes = sorted((r.kind.value, r.user_id or "", r.actor_id or "") for r in records)
+        assert changes == sorted((k.value, u, a) for k, u, a in self.factor_changes)
+
+    @invariant()
+    def tenants_keep_an_owner_and_memberships_match_the_model(self) -> None:
+        for tenant in TENANTS:
+            members = {m.user_id: m.role for m in self.tf.members(tenant)}
+            assert members == self.members[tenant]
+            assert Role.OWNER in members.values()
+
+    @invariant()
     def every_session_is_at_the_step_the_model_expects(self) -> None:
         for s in self.sessions:
+            for tenant in TENANTS:
+                if tenant not in self.members or s.user not in self.members[tenant]:
+                    with pytest.raises(NotAMember):
+                        self.tf.login_step(s.login, tenant)
             for tenant in self.tenants_of(s.user):
                 kind = self.tf.login_step(s.login, tenant).kind
                 note(f"login_step: {kind.name}")

@@ -193,7 +193,7 @@ class StorageAgreement(RuleBasedStateMachine):
 
     @rule(user=USERS)
     def reset(self, user: str) -> None:
-        self._all("reset_factor", user, audit=_audit(self.now))
+        self._all("reset_factor", user, floor=self.now, audit=_audit(self.now))
 
     # -- every backend reads back the same state -------------------------------------------------
 

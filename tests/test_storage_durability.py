@@ -5,28 +5,38 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from db_backends import server_engine, server_url, sqlalchemy_server_storage
+from db_backends import empty_server_engine, server_engine, server_url, sqlalchemy_server_storage
 from tcp_proxy import TcpProxy
 from tenant2fa import (
+    AuditKind,
     AuditQuery,
     Config,
     Keyring,
+    LastOwner,
     MemoryStorage,
     Reason,
     RecoveryCodeHasher,
     Role,
     StorageError,
+    TenantPolicy,
     TwoFactor,
 )
-from tenant2fa.storage.sqlalchemy import SQLAlchemyStorage, factors, memberships
-from tenant2fa.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
+from tenant2fa.audit import new_audit_record
+from tenant2fa.clock import UTC
+from tenant2fa.notify import Notification, NotificationKind
+from tenant2fa.outbox import encode_notification
+from tenant2fa.storage import FactorRecord
+from tenant2fa.storage.sqlalchemy import SQLAlchemyStorage, factors, memberships, meta
+from tenant2fa.storage.sqlite import _MIGRATIONS, SCHEMA_VERSION, SQLiteStorage
 from tenant2fa.testing import FakeClock, code_for, pending_code_for, secret_of
 from tenant2fa.testing.faults import FaultyStorage
 
@@ -345,22 +355,174 @@ def test_sqlite_reuses_connections_across_short_lived_threads(tmp_path: Path) ->
     storage.close()
 
 
-def test_sqlite_finds_a_tenants_owners_through_an_index_not_by_reading_every_member(
-    tmp_path: Path,
-) -> None:
-    """Switching 2FA tells the owners; finding them must not read the tenant's members (the
-    primary key's order once made the planner filter every member by role)."""
-    path = tmp_path / "plan.sqlite3"
-    storage = SQLiteStorage(path)
-    tf = _service(storage)
-    tf.create_tenant("big", name="Big", owner_id="owner")
+def _owners_query_plans(storage: SQLiteStorage) -> list[str]:
+    """SQLite's plan for the query that finds the owners of tenant "big"."""
     executed: list[str] = []
     storage.set_trace_callback(executed.append)
     assert [m.user_id for m in storage.list_memberships("big", role=Role.OWNER)] == ["owner"]
     storage.set_trace_callback(None)
     (query,) = [sql for sql in executed if sql.lstrip().upper().startswith("SELECT")]
-    with sqlite3.connect(path) as conn:
-        plans = [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + query)]
+    with closing(sqlite3.connect(storage.path)) as conn:
+        return [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + query)]
+
+
+def test_sqlite_finds_a_tenants_owners_through_an_index_not_by_reading_every_member(
+    tmp_path: Path,
+) -> None:
+    """Switching 2FA tells the owners; finding them must not read the tenant's members (the
+    primary key's order once made the planner filter every member by role)."""
+    storage = SQLiteStorage(tmp_path / "plan.sqlite3")
+    tf = _service(storage)
+    tf.create_tenant("big", name="Big", owner_id="owner")
+    plans = _owners_query_plans(storage)
     assert any("t2fa_memberships_by_role" in plan for plan in plans), plans
     assert not any("TEMP B-TREE" in plan for plan in plans), plans  # no sort either
     storage.close()
+
+
+# -- schema upgrades --------------------------------------------------------------------------
+
+_ACTIVATED = datetime(2025, 12, 1, tzinfo=UTC)
+_FAILED = datetime(2025, 12, 2, tzinfo=UTC)
+
+
+def _us(at: datetime) -> int:
+    return (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _index_columns(conn: sqlite3.Connection, index: str) -> list[str]:
+    return [row[2] for row in conn.execute(f"PRAGMA index_info({index})")]
+
+
+@pytest.mark.parametrize(
+    "owners_index",
+    ["(tenant_id, role)", "(tenant_id, role, user_id)"],
+    ids=["unreleased-narrow-index", "released-index"],
+)
+def test_sqlite_upgrades_a_version_2_file_to_version_3_keeping_its_rows(
+    tmp_path: Path, owners_index: str
+) -> None:
+    path = tmp_path / "v2.sqlite3"
+    note = Notification(
+        notification_id="n1",
+        kind=NotificationKind.MEMBER_ADDED,
+        user_id="bob",
+        at=_FAILED,
+        tenant_id="big",
+        role="member",
+    )
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("CREATE TABLE t2fa_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        # Version 2 as an unreleased build made it, or as released (see _MIGRATIONS[2]).
+        narrowed = f"CREATE INDEX t2fa_memberships_by_role ON t2fa_memberships {owners_index}"
+        for statement in (*_MIGRATIONS[0], *_MIGRATIONS[1]):
+            by_role = "INDEX t2fa_memberships_by_role" in statement
+            conn.execute(narrowed if by_role else statement)
+        conn.execute("INSERT INTO t2fa_meta VALUES ('schema_version', '2')")
+        conn.execute(
+            "INSERT INTO t2fa_tenants VALUES ('big', 'Big', 1, ?, NULL, 3)", (_us(_ACTIVATED),)
+        )
+        conn.executemany(
+            "INSERT INTO t2fa_memberships VALUES ('big', ?, ?)",
+            [("owner", "owner"), ("oscar", "owner"), ("bob", "member")],
+        )
+        conn.execute(
+            "INSERT INTO t2fa_factors (user_id, last_step, epoch, failures, last_failure_at) "
+            "VALUES ('bob', 1000, 2, 3, ?)",
+            (_us(_FAILED),),
+        )
+        conn.execute(
+            "INSERT INTO t2fa_audit (record_id, at, kind, tenant_id, user_id, actor_id, detail) "
+            "VALUES ('r1', ?, 'member_added', 'big', 'bob', 'owner', '{}')",
+            (_us(_FAILED),),
+        )
+        conn.execute(
+            "INSERT INTO t2fa_outbox (notification_id, created_at, payload, next_attempt_at) "
+            "VALUES ('n1', ?, ?, ?)",
+            (_us(_FAILED), encode_notification(note), _us(_FAILED)),
+        )
+        assert _index_columns(conn, "t2fa_memberships_by_role") == [
+            c.strip() for c in owners_index.strip("()").split(",")
+        ]
+
+    storage = SQLiteStorage(path)
+    assert storage.schema_version() == SCHEMA_VERSION == 3
+    assert storage.get_tenant("big") == TenantPolicy(
+        tenant_id="big", name="Big", two_factor_required=True, activated_at=_ACTIVATED, version=3
+    )
+    assert [(m.user_id, m.role) for m in storage.list_memberships("big")] == [
+        ("bob", Role.MEMBER),
+        ("oscar", Role.OWNER),
+        ("owner", Role.OWNER),
+    ]
+    assert storage.get_factor("bob") == FactorRecord(
+        user_id="bob", last_step=1000, epoch=2, failures=3, last_failure_at=_FAILED
+    )
+    assert [(r.record_id, r.at, r.user_id) for r in storage.audit_records(AuditQuery())] == [
+        ("r1", _FAILED, "bob")
+    ]
+    assert [item.notification for item in storage.outbox_items()] == [note]
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT user_id, identity_floor FROM t2fa_factors").fetchall() == [
+            ("bob", None)
+        ]
+        assert _index_columns(conn, "t2fa_memberships_by_role") == ["tenant_id", "role", "user_id"]
+
+    # The library works on it: membership changes, unlocking, enrolling, resetting; and the
+    # owners are found through the widened index.
+    tf = _service(storage)
+    tf.remove_member("big", "oscar", actor_id="owner")
+    plans = _owners_query_plans(storage)
+    assert any("t2fa_memberships_by_role" in plan for plan in plans), plans
+    assert not any("TEMP B-TREE" in plan for plan in plans), plans
+    with pytest.raises(LastOwner):
+        tf.set_role("big", "owner", Role.ADMIN, actor_id="owner")
+    assert tf.unlock("big", "bob", actor_id="owner")
+    _enroll(tf, "bob", "big")
+    tf.reset_two_factor("big", "bob", actor_id="owner")
+    assert storage.get_factor("bob").identity_floor == tf.clock.now()
+    storage.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """An engine on a database with no tables yet."""
+    if request.param == "sqlite":
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'older.sqlite3'}")
+        yield engine
+        engine.dispose()
+    else:
+        with empty_server_engine(request.param) as engine:
+            yield engine
+
+
+def test_sqlalchemy_create_schema_adds_the_identity_floor_an_older_database_lacks(
+    empty_engine: sa.Engine,
+) -> None:
+    storage = SQLAlchemyStorage(empty_engine)
+    storage.create_schema()
+    # What tenant2fa before schema version 3 made: no identity_floor column.
+    with empty_engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE t2fa_factors DROP COLUMN identity_floor")
+        conn.execute(meta.update().values(value="2"))
+        conn.execute(factors.insert().values(user_id="bob", last_step=1000, epoch=2, failures=3))
+
+    def columns() -> set[str]:
+        return {c["name"] for c in sa.inspect(empty_engine).get_columns("t2fa_factors")}
+
+    assert "identity_floor" not in columns()
+    storage.create_schema()
+    assert "identity_floor" in columns()
+    assert storage.schema_version() == 3
+    with empty_engine.connect() as conn:
+        rows = conn.execute(sa.select(factors.c.user_id, factors.c.identity_floor)).all()
+    assert [tuple(row) for row in rows] == [("bob", None)]
+    assert storage.get_factor("bob") == FactorRecord(
+        user_id="bob", last_step=1000, epoch=2, failures=3
+    )
+    floor = datetime(2026, 1, 1, tzinfo=UTC)
+    audit = new_audit_record(AuditKind.TWO_FACTOR_RESET, at=floor, user_id="bob")
+    assert storage.reset_factor("bob", floor=floor, audit=audit) == 3
+    assert storage.get_factor("bob").identity_floor == floor
+    storage.create_schema()  # nothing left to add
+    assert storage.get_factor("bob").identity_floor == floor

@@ -18,7 +18,7 @@ import pytest
 from tenant2fa.audit import AuditQuery, AuditRecord
 from tenant2fa.enrollment import PendingEnrollment
 from tenant2fa.notify import Notification
-from tenant2fa.policy import TenantPolicy
+from tenant2fa.policy import Standing, TenantPolicy
 from tenant2fa.recovery import RecoveryCodeSet
 from tenant2fa.storage import Charge, FactorRecord, Storage
 from tenant2fa.storage.memory import MemoryStorage
@@ -153,9 +153,23 @@ class _ReusableRecoveryCodes(MemoryStorage):
 
 class _ResetForgetsLastStep(MemoryStorage):
     def reset_factor(
-        self, user_id: str, *, audit: AuditRecord, notifications: Sequence[Notification] = ()
+        self,
+        user_id: str,
+        *,
+        floor: datetime,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+        actor_id: str | None = None,
+        expected: Sequence[Standing] | None = None,
     ) -> int | None:
-        epoch = super().reset_factor(user_id, audit=audit, notifications=notifications)
+        epoch = super().reset_factor(
+            user_id,
+            floor=floor,
+            audit=audit,
+            notifications=notifications,
+            actor_id=actor_id,
+            expected=expected,
+        )
         with self._lock:
             self._factors[user_id] = dataclasses.replace(self._factor(user_id), last_step=-1)
         return epoch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import sys
 from datetime import datetime, timedelta, timezone
@@ -17,14 +18,16 @@ from tenant2fa.templates import PLACEHOLDERS, format_time
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+BY_AN_OWNER = {
+    "tenant_id": "B",
+    "tenant_name": "Tenant B",
+    "actor_id": "olga",
+    "actor_role": "owner",
+}
 
 FACTS: dict[NotificationKind, dict[str, Any]] = {
     NotificationKind.TWO_FACTOR_ENABLED: {},
-    NotificationKind.TWO_FACTOR_RESET: {
-        "tenant_id": "B",
-        "tenant_name": "Tenant B",
-        "actor_id": "olga",
-    },
+    NotificationKind.TWO_FACTOR_RESET: BY_AN_OWNER,
     NotificationKind.TWO_FACTOR_REMOVED: {},
     NotificationKind.RECOVERY_CODE_USED: {
         "tenant_id": "B",
@@ -43,19 +46,67 @@ FACTS: dict[NotificationKind, dict[str, Any]] = {
         "actor_id": "olga",
         "two_factor_on": True,
     },
+    NotificationKind.TWO_FACTOR_UNLOCKED: BY_AN_OWNER,
+    NotificationKind.MEMBER_ADDED: {**BY_AN_OWNER, "role": "member"},
+    NotificationKind.MEMBER_REMOVED: {**BY_AN_OWNER, "previous_role": "admin"},
+    NotificationKind.ROLE_CHANGED: {
+        **BY_AN_OWNER,
+        "role": "owner",
+        "previous_role": "admin",
+        "member_id": "carol",
+    },
 }
 """What the service gives each kind."""
+
+CONTACT = "contact your administrator or Onum support the way you usually reach them"
 
 FACTS_IN_TEXT: dict[NotificationKind, tuple[str, ...]] = {
     NotificationKind.TWO_FACTOR_ENABLED: (
         "You've enabled two-factor authentication for your user",
     ),
-    NotificationKind.TWO_FACTOR_RESET: ("Tenant B", "olga", "reset", "next login"),
+    NotificationKind.TWO_FACTOR_RESET: (
+        (
+            "Two-factor authentication for your user on Onum was reset in “Tenant B” by "
+            "“olga” (an owner of the tenant)"
+        ),
+        "next login",
+        "contact your administrator or Onum support straight away",
+    ),
     NotificationKind.TWO_FACTOR_REMOVED: ("removed two-factor authentication",),
-    NotificationKind.RECOVERY_CODE_USED: ("Tenant B", "3 recovery codes left"),
+    NotificationKind.RECOVERY_CODE_USED: ("in to “Tenant B” on Onum", "3 recovery codes left"),
     NotificationKind.RECOVERY_CODES_REGENERATED: ("New recovery codes", "old ones no longer work"),
-    NotificationKind.LOCKED_OUT: ("Tenant B", "try again after 2026-01-02 03:04 UTC"),
-    NotificationKind.TENANT_TWO_FACTOR_CHANGED: ("olga switched two-factor authentication on",),
+    NotificationKind.LOCKED_OUT: ("in “Tenant B” (", "try again after 2026-01-02 03:04 UTC"),
+    NotificationKind.TENANT_TWO_FACTOR_CHANGED: (
+        "Two-factor authentication was switched on for the tenant “Tenant B” on Onum by “olga”",
+    ),
+    NotificationKind.TWO_FACTOR_UNLOCKED: (
+        (
+            "The lock that too many wrong codes put on your user on Onum was lifted in "
+            "“Tenant B” by “olga” (an owner of the tenant)"
+        ),
+        "still work",
+        CONTACT,
+    ),
+    NotificationKind.MEMBER_ADDED: (
+        "You were added to the tenant “Tenant B” on Onum by “olga” (an owner of the tenant)",
+        "Your role there is member.",
+        f"If you don't recognise this tenant or didn't expect to join it, {CONTACT}.",
+    ),
+    NotificationKind.MEMBER_REMOVED: (
+        (
+            "Your membership of the tenant “Tenant B” on Onum was ended by “olga” "
+            "(an owner of the tenant)"
+        ),
+        "Your role there was admin.",
+        f"If you don't recognise this, {CONTACT}.",
+    ),
+    NotificationKind.ROLE_CHANGED: (
+        (
+            "The role of “carol” in the tenant “Tenant B” on Onum was changed from "
+            "admin to owner by “olga” (an owner of the tenant)"
+        ),
+        f"If you don't recognise this, {CONTACT}.",
+    ),
 }
 
 
@@ -68,6 +119,11 @@ def _template(subject: str = "s", text: str = "t", html: str = "<p>h</p>") -> Me
     return MessageTemplate(subject=subject, text=text, html=html)
 
 
+def _default_with_subject(kind: NotificationKind, subject: str) -> MessageTemplate:
+    default = Templates.default()[kind]
+    return MessageTemplate(subject=subject, text=default.text, html=default.html)
+
+
 # -- the defaults ---------------------------------------------------------------------------
 
 
@@ -77,7 +133,7 @@ def test_every_kind_has_a_default_message_that_states_its_facts(kind: Notificati
 
     assert "\n" not in message.subject
     assert "\r" not in message.subject
-    assert "Onum" in message.subject or "Tenant B" in message.subject
+    assert "Onum" in message.subject
     for fact in (*FACTS_IN_TEXT[kind], "Onum", "2026-01-02 03:04 UTC", "If "):
         assert fact in message.text, fact
         assert fact.replace("'", "&#x27;") in message.html or fact in message.html, fact
@@ -99,29 +155,130 @@ def test_the_enabled_message_echoes_the_guide() -> None:
 
 def test_owner_messages_say_who_did_it_and_what_to_do_if_it_was_not_expected() -> None:
     reset = render(_note(NotificationKind.TWO_FACTOR_RESET), product="Onum")
-    assert "An owner of Tenant B (olga) reset two-factor authentication" in reset.text
-    assert "If you didn't ask for this, contact your administrator" in reset.text
+    assert "by “olga” (an owner of the tenant)" in reset.text
+    assert "If you didn't ask for this, someone may be trying to take over your account" in (
+        reset.text
+    )
     off = render(
         _note(NotificationKind.TENANT_TWO_FACTOR_CHANGED, two_factor_on=False), product="Onum"
     )
-    assert off.subject == "Two-factor authentication switched off in Tenant B"
-    assert "olga switched two-factor authentication off for Tenant B on Onum" in off.text
-    assert "check with olga or another owner" in off.text
+    assert off.subject == "Two-factor authentication switched off in one of your tenants on Onum"
+    assert (
+        "Two-factor authentication was switched off for the tenant “Tenant B” on Onum by "
+        "“olga” (2026-01-02 03:04 UTC)."
+    ) in off.text
+    assert "check with “olga” or another owner" in off.text
 
 
-def test_a_lock_until_an_owner_resets_says_so() -> None:
+@pytest.mark.parametrize(
+    ("kind", "actor", "sentence"),
+    [
+        (
+            NotificationKind.TWO_FACTOR_RESET,
+            {"actor_id": "support:jane", "actor_role": "operator"},
+            (
+                "was reset in “Tenant B” by “support:jane” (the team that runs Onum) "
+                "on 2026-01-02 03:04 UTC."
+            ),
+        ),
+        (
+            NotificationKind.TWO_FACTOR_RESET,
+            {
+                "tenant_id": None,
+                "tenant_name": None,
+                "actor_id": "cli:root",
+                "actor_role": "operator",
+            },
+            "was reset in Onum by “cli:root” (the team that runs Onum) on",
+        ),
+        (
+            NotificationKind.TWO_FACTOR_UNLOCKED,
+            {"actor_id": "support:jane", "actor_role": "operator"},
+            "was lifted in “Tenant B” by “support:jane” (the team that runs Onum)",
+        ),
+        (
+            NotificationKind.MEMBER_ADDED,
+            {"actor_id": "erin", "actor_role": "admin"},
+            (
+                "added to the tenant “Tenant B” on Onum by “erin” (an administrator of "
+                "the tenant) on 2026-01-02 03:04 UTC."
+            ),
+        ),
+        (
+            NotificationKind.MEMBER_REMOVED,
+            {"actor_id": "bob", "actor_role": "self"},
+            (
+                "Your membership of the tenant “Tenant B” on Onum was ended by “bob” "
+                "(you) on 2026-01-02 03:04 UTC."
+            ),
+        ),
+        (
+            NotificationKind.ROLE_CHANGED,
+            {"actor_id": "carol", "actor_role": "self", "member_id": None},
+            (
+                "The role of “bob” in the tenant “Tenant B” on Onum was changed from "
+                "admin to owner by “carol” (you)"
+            ),
+        ),
+        (
+            NotificationKind.ROLE_CHANGED,
+            {"actor_role": None},
+            "by “olga” (unknown) on",
+        ),
+    ],
+    ids=[
+        "reset-operator",
+        "reset-no-tenant",
+        "unlock-operator",
+        "added-by-admin",
+        "left",
+        "demoted-self",
+        "no-role",
+    ],
+)
+def test_the_actor_is_named_with_what_gave_them_the_authority(
+    kind: NotificationKind, actor: dict[str, Any], sentence: str
+) -> None:
+    message = render(_note(kind, **actor), product="Onum")
+    assert sentence in message.text
+    assert html.escape(sentence) in message.html
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        NotificationKind.TWO_FACTOR_RESET,
+        NotificationKind.TWO_FACTOR_UNLOCKED,
+        NotificationKind.MEMBER_ADDED,
+        NotificationKind.MEMBER_REMOVED,
+        NotificationKind.ROLE_CHANGED,
+    ],
+    ids=lambda k: k.value,
+)
+def test_changes_made_by_others_say_whom_to_ask_and_never_ask_for_a_click(
+    kind: NotificationKind,
+) -> None:
+    text = render(_note(kind), product="Onum").text
+    assert "contact your administrator or Onum support" in text
+    assert "the way you usually reach them" in text
+    for word in ("click", "http", "www.", "link below"):
+        assert word not in text.lower(), word
+
+
+def test_a_lock_until_an_owner_unlocks_says_so() -> None:
     message = render(_note(NotificationKind.LOCKED_OUT, retry_at=None), product="Onum")
     assert (
-        "You can try again after an owner of your tenant resets your two-factor authentication."
+        "You can try again after an owner of your tenant unlocks your two-factor authentication."
         in message.text
     )
+    assert "reset" not in message.text
 
 
 def test_a_lockout_without_a_tenant_names_the_product_instead() -> None:
     note = _note(NotificationKind.LOCKED_OUT, tenant_id=None, tenant_name=None)
     assert "for your user in Onum (" in render(note, product="Onum").text
     by_id = _note(NotificationKind.LOCKED_OUT, tenant_name=None)
-    assert "for your user in B (" in render(by_id, product="Onum").text
+    assert "for your user in “B” (" in render(by_id, product="Onum").text
 
 
 def test_missing_facts_read_unknown() -> None:
@@ -133,8 +290,14 @@ def test_missing_facts_read_unknown() -> None:
         tenant_id="B",
     )
     message = render(note, product="Onum")
-    assert message.subject == "Two-factor authentication switched unknown in B"
-    assert message.text.startswith("unknown switched")
+    assert (
+        message.subject
+        == "Two-factor authentication switched unknown in one of your tenants on Onum"
+    )
+    # A stand-in for a missing name is not a name anyone chose, so it is not quoted.
+    assert message.text.startswith(
+        "Two-factor authentication was switched unknown for the tenant “B” on Onum by unknown ("
+    )
 
 
 def test_times_are_shown_in_utc_whatever_the_zone_they_come_in() -> None:
@@ -161,6 +324,8 @@ def test_the_default_placeholders_are_each_kinds_own() -> None:
     assert "recovery_codes_left" in defaults[NotificationKind.RECOVERY_CODE_USED].placeholders
     assert "retry_at" in defaults[NotificationKind.LOCKED_OUT].placeholders
     assert "two_factor" in defaults[NotificationKind.TENANT_TWO_FACTOR_CHANGED].placeholders
+    for kind in (NotificationKind.TWO_FACTOR_RESET, NotificationKind.TWO_FACTOR_UNLOCKED):
+        assert {"actor_id", "actor_role"} <= defaults[kind].placeholders
 
 
 # -- overrides ------------------------------------------------------------------------------
@@ -172,7 +337,7 @@ def test_an_override_replaces_one_kind_and_leaves_the_rest_and_the_original_alon
         {
             NotificationKind.TWO_FACTOR_RESET: _template(
                 subject="[${product}] reset by ${actor_id}",
-                text="${actor_id} reset you in ${tenant_name} at ${at}; costs $$0.\n",
+                text="${actor_id} reset ${user_id} in ${tenant_name} at ${at}; costs $$0.\n",
                 html="<p>${actor_id} reset you in ${tenant_name}.</p>",
             )
         }
@@ -180,12 +345,13 @@ def test_an_override_replaces_one_kind_and_leaves_the_rest_and_the_original_alon
     note = _note(NotificationKind.TWO_FACTOR_RESET)
 
     assert custom.render(note, product="Onum") == Message(
-        subject="[Onum] reset by olga",
-        text="olga reset you in Tenant B at 2026-01-02 03:04 UTC; costs $0.\n",
-        html="<p>olga reset you in Tenant B.</p>",
+        subject="[Onum] reset by “olga”",
+        # Names are quoted in a host's templates too; the reader's own id is not a name to quote.
+        text="“olga” reset bob in “Tenant B” at 2026-01-02 03:04 UTC; costs $0.\n",
+        html="<p>“olga” reset you in “Tenant B”.</p>",
     )
     assert defaults.render(note, product="Onum") == render(note, product="Onum")
-    assert defaults.render(note, product="Onum").subject != "[Onum] reset by olga"
+    assert defaults.render(note, product="Onum").subject != "[Onum] reset by “olga”"
     enabled = _note(NotificationKind.TWO_FACTOR_ENABLED)
     assert custom.render(enabled, product="Onum") == defaults.render(enabled, product="Onum")
 
@@ -274,10 +440,12 @@ def test_values_are_html_escaped_in_the_html_part_only() -> None:
 
     assert "<script>" not in message.html
     assert "<b>olga</b>" not in message.html
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;Co&quot;" in message.html
-    assert "(&lt;b&gt;olga&lt;/b&gt;)" in message.html
+    assert "“&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &#x27;Co&#x27;”" in (
+        message.html
+    )
+    assert "“&lt;b&gt;olga&lt;/b&gt;”" in message.html
     assert "<title>Onum &amp; &lt;Sons&gt;</title>" in message.html
-    assert hostile in message.text
+    assert "“<script>alert('x')</script> & 'Co'”" in message.text
     assert message.subject == "Two-factor authentication reset for Onum & <Sons>"
 
 
@@ -294,12 +462,16 @@ def test_values_are_html_escaped_in_the_html_part_only() -> None:
     ],
 )
 def test_line_breaks_in_values_cannot_inject_headers_or_paragraphs(name: str) -> None:
-    note = _note(NotificationKind.TENANT_TWO_FACTOR_CHANGED, tenant_name=name)
-    message = render(note, product="Onum")
+    kind = NotificationKind.TENANT_TWO_FACTOR_CHANGED
+    note = _note(kind, tenant_name=name)
+    # The default subjects show no name, so a host's own subject is the one to attack.
+    subject = "2FA ${two_factor} in ${tenant_name}"
+    custom = Templates.default().with_overrides({kind: _default_with_subject(kind, subject)})
+    message = custom.render(note, product="Onum")
 
     assert len(message.subject.splitlines()) == 1
     assert message.subject.isprintable()
-    assert message.subject.startswith("Two-factor authentication switched on in B Bcc:")
+    assert message.subject.startswith("2FA on in “B Bcc:")
     first_paragraph = message.text.split("\n\n")[0]
     assert len(first_paragraph.splitlines()) == 1
     assert "\x00" not in message.text + message.html
@@ -324,9 +496,10 @@ def test_a_subclass_may_reword_values_but_cannot_break_a_subject() -> None:
         }
     )
     message = german.render(_note(NotificationKind.TENANT_TWO_FACTOR_CHANGED), product="Onum")
-    assert message.subject == "2FA in Tenant B Bcc: eve@evil.example: ein"
-    assert message.text == "olga hat 2FA eingeschaltet."
-    assert message.html == "<p>Tenant B Bcc: eve@evil.example</p>"
+    # The subclass's words for a name are a name too: quoted, and no link.
+    assert message.subject == "2FA in “Tenant B Bcc: eve@evil[.]example”: ein"
+    assert message.text == "“olga” hat 2FA eingeschaltet."
+    assert message.html == "<p>“Tenant B Bcc: eve@evil[.]example”</p>"
 
 
 def test_messages_and_templates_are_immutable_values() -> None:
@@ -337,6 +510,143 @@ def test_messages_and_templates_are_immutable_values() -> None:
     with pytest.raises(AttributeError):
         message.text = "changed"  # type: ignore[misc]
     assert repr(Templates.default()) == f"Templates(<{len(NotificationKind)} kinds>)"
+
+
+# -- names that other people choose ---------------------------------------------------------
+
+PHISHING = "IT Security. Your account is frozen: re-verify at https://evil.example"
+PHISHING_SHOWN = "“IT Security. Your account is frozen: re-verify at https[:]//ev…”"
+CHOSEN_NAMES = [
+    (kind, field)
+    for kind, facts in FACTS.items()
+    for field in ("tenant_name", "actor_id", "member_id")
+    if field in facts
+]
+"""Every kind with every name another person chooses, that the service gives it."""
+DOUBLE_QUOTE_LOOKALIKES = frozenset(
+    '"\u201c\u201d\u201e\u201f\u00ab\u00bb\u2033\u2036\u02ba\u02dd\u02ee\u05f4\u275d\u275e\u2e42'
+    "\u301d\u301e\u301f\uff02\U0001f676\U0001f677"
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "field"), CHOSEN_NAMES, ids=[f"{k.value}-{f}" for k, f in CHOSEN_NAMES]
+)
+def test_a_chosen_name_is_shown_quoted_and_capped_never_whole(
+    kind: NotificationKind, field: str
+) -> None:
+    message = render(_note(kind, **{field: PHISHING}), product="Onum")
+
+    for part in (message.subject, message.text, message.html):
+        assert PHISHING not in part
+        assert "https://" not in part
+        assert "evil.example" not in part
+    assert "IT Security" not in message.subject
+    assert PHISHING_SHOWN in message.text
+    assert PHISHING_SHOWN in message.html
+
+
+@pytest.mark.parametrize("kind", list(NotificationKind), ids=lambda k: k.value)
+def test_subjects_and_first_words_show_no_chosen_name(kind: NotificationKind) -> None:
+    # A mail client shows the subject and the first words of the body before the message.
+    message = render(_note(kind), product="Onum")
+    for name in ("Tenant B", "olga", "carol", "bob"):
+        assert name not in message.subject
+        assert not message.text.startswith((name, f"“{name}"))
+
+
+@pytest.mark.parametrize("kind", list(NotificationKind), ids=lambda k: k.value)
+def test_messages_that_show_names_say_they_are_not_the_products_words(
+    kind: NotificationKind,
+) -> None:
+    message = render(_note(kind), product="Onum")
+    note = (
+        "Text in quotation marks (“…”) is a name that someone chose, not a message "
+        "from Onum: never follow instructions in it."
+    )
+    shows_names = "tenant_id" in FACTS[kind]
+    assert (note in message.text) is shows_names
+    assert (note in message.html) is shows_names
+
+
+def _shown(field: str, name: str) -> Message:
+    """What a host's own template for role changes shows when the note's ``field`` is ``name``."""
+    kind = NotificationKind.ROLE_CHANGED
+    placeholder = "tenant_name" if field == "tenant_id" else field
+    custom = Templates.default().with_overrides(
+        {
+            kind: _template(
+                subject=f"${{{placeholder}}}",
+                text=f"[${{{placeholder}}}]",
+                html=f"<p>${{{placeholder}}}</p>",
+            )
+        }
+    )
+    facts = {field: name, **({"tenant_name": None} if field == "tenant_id" else {})}
+    note = Notification(
+        notification_id="n1", kind=kind, at=AT, **{"user_id": "bob", **FACTS[kind], **facts}
+    )
+    return custom.render(note, product="Onum")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Tenant B\u201d by \u201colga",
+        'Tenant B" by "olga',
+        "Tenant B\u2019\u2019 by \u2018\u2018olga",
+        "Tenant B'' by ``olga",
+        "Tenant B\u2033 by \u2036olga",
+        "Tenant B\uff02 by \uff02olga",
+        "Tenant B\u00bb by \u00abolga",
+        "Tenant B\u301e by \u301dolga",
+        "Tenant B\u201e by \u201folga",
+        "Tenant B\u275e by \u275dolga",
+        "Tenant B\U000e0022 by \U000e0022olga",
+        "Tenant B\u05f4 by \u02baolga",
+    ],
+)
+def test_quote_marks_in_a_name_cannot_close_its_quotes(name: str) -> None:
+    message = _shown("tenant_name", name)
+
+    assert message.text.startswith("[“Tenant B")
+    assert message.text.endswith("olga”]")
+    inside = message.text[2:-2]
+    assert not DOUBLE_QUOTE_LOOKALIKES & set(inside), inside
+    assert "''" not in inside
+    assert message.subject == message.text[1:-1]
+    assert message.html == f"<p>{html.escape(message.subject)}</p>"
+
+
+@pytest.mark.parametrize("field", ["tenant_name", "tenant_id", "actor_id", "member_id"])
+def test_a_name_of_60_characters_is_kept_whole_and_a_longer_one_is_capped(field: str) -> None:
+    sixty = "Acme " * 11 + "Corp."
+    assert len(sixty) == 60
+
+    assert _shown(field, sixty).text == f"[“{sixty}”]"
+    assert _shown(field, sixty + "x").text == f"[“{sixty}…”]"
+    assert _shown(field, sixty + " and more").subject == f"“{sixty}…”"
+    # The cap counts what is shown: line breaks and runs of spaces are one space.
+    assert _shown(field, sixty.replace(" ", "\r\n  ")).text == f"[“{sixty}”]"
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("https://evil.example/login", "https[:]//evil[.]example/login"),
+        ("support@evil.example", "support@evil[.]example"),
+        ("www.evil.example", "www[.]evil[.]example"),
+        ("evil\u3002example", "evil[\u3002]example"),
+        ("http://3232235777", "http[:]//3232235777"),
+        ("Acme Inc. & Co.", "Acme Inc. & Co."),
+        ("support: call +1 555 0100", "support: call +1 555 0100"),
+    ],
+)
+def test_a_name_does_not_become_a_link(name: str, shown: str) -> None:
+    for field in ("tenant_name", "actor_id", "member_id"):
+        message = _shown(field, name)
+        assert message.text == f"[“{shown}”]"
+        assert message.html == f"<p>“{html.escape(shown)}”</p>"
 
 
 # -- docs/email.md --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from tenant2fa.config import Config
 from tenant2fa.enrollment import EnrollmentEvent, EnrollmentState
 from tenant2fa.errors import (
     AlreadyMember,
+    ConcurrentChange,
     ConfigurationError,
     Conflict,
     DeliveryError,
@@ -20,6 +21,7 @@ from tenant2fa.errors import (
     InvalidSession,
     InvalidTransition,
     KeyringError,
+    LastOwner,
     NotAMember,
     NotFound,
     PermissionDenied,
@@ -60,6 +62,7 @@ __all__ = [
     "AuditQuery",
     "AuditRecord",
     "Clock",
+    "ConcurrentChange",
     "Config",
     "ConfigurationError",
     "Conflict",
@@ -73,6 +76,7 @@ __all__ = [
     "InvalidTransition",
     "Keyring",
     "KeyringError",
+    "LastOwner",
     "LoginSession",
     "Membership",
     "MemoryStorage",

@@ -15,6 +15,7 @@ one line on stderr, ``tenant2fa: <message>``, and never carry a secret.
 from __future__ import annotations
 
 import argparse
+import getpass
 import importlib
 import json
 import logging
@@ -360,14 +361,49 @@ def _tenant_two_factor(ctx: _Context) -> int:
 # -- members ----------------------------------------------------------------------------------
 
 
+def _operator(args: argparse.Namespace) -> str | None:
+    """The operator a command acts as: ``None`` when ``--actor`` names a member instead."""
+    if args.actor is not None:
+        return None
+    if args.operator is not None:
+        return str(args.operator)
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        who = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"cli:{who}"
+
+
 def _member_add(ctx: _Context) -> int:
     args = ctx.args
     membership = ctx.service().add_member(
-        args.tenant, args.user, role=Role(args.role), actor_id=args.actor
+        args.tenant,
+        args.user,
+        role=Role(args.role),
+        actor_id=args.actor,
+        operator=_operator(args),
     )
     ctx.print(
         f"added {membership.user_id} to tenant {membership.tenant_id} as {membership.role.value}"
     )
+    return EXIT_OK
+
+
+def _member_remove(ctx: _Context) -> int:
+    args = ctx.args
+    ctx.service().remove_member(
+        args.tenant, args.user, actor_id=args.actor, operator=_operator(args)
+    )
+    ctx.print(f"removed {args.user} from tenant {args.tenant}")
+    return EXIT_OK
+
+
+def _member_role(ctx: _Context) -> int:
+    args = ctx.args
+    membership = ctx.service().set_role(
+        args.tenant, args.user, Role(args.role), actor_id=args.actor, operator=_operator(args)
+    )
+    ctx.print(f"{membership.user_id} is {membership.role.value} of tenant {membership.tenant_id}")
     return EXIT_OK
 
 
@@ -395,7 +431,7 @@ def _user_status(ctx: _Context) -> int:
     if not status.locked:
         locked = "no"
     elif status.retry_at is None:
-        locked = "yes, until an owner resets two-factor (tenant2fa user reset-2fa)"
+        locked = "yes, until an owner unlocks the user (tenant2fa user unlock)"
     else:
         locked = f"yes, until {_when(status.retry_at)}"
     _fields(
@@ -416,12 +452,27 @@ def _user_status(ctx: _Context) -> int:
 def _user_reset(ctx: _Context) -> int:
     args = ctx.args
     try:
-        ctx.service().reset_two_factor(args.tenant, args.user, actor_id=args.actor)
+        ctx.service().reset_two_factor(
+            args.tenant, args.user, actor_id=args.actor, operator=_operator(args)
+        )
     except InvalidTransition:
         raise _Refused(f"user {args.user!r} has no two-factor authentication to reset") from None
     ctx.print(
         f"reset the two-factor authentication of {args.user}: they enroll again at their next "
         "login, in every tenant"
+    )
+    return EXIT_OK
+
+
+def _user_unlock(ctx: _Context) -> int:
+    args = ctx.args
+    if not ctx.service().unlock(
+        args.tenant, args.user, actor_id=args.actor, operator=_operator(args)
+    ):
+        raise _Refused(f"user {args.user!r} has no wrong codes counted: nothing to unlock")
+    ctx.print(
+        f"unlocked {args.user}: their failure count is cleared; their authenticator and "
+        "recovery codes still work"
     )
     return EXIT_OK
 
@@ -750,8 +801,21 @@ def _tenant_commands(c: _Commands) -> None:
     )
 
 
+_OPERATOR_HELP = (
+    "without --actor, the command acts as the operator, audited under this name "
+    "(default: cli:<your login name>)"
+)
+
+
+def _acting(p: argparse.ArgumentParser, actor_help: str) -> None:
+    """``--actor`` (a member doing it, under the tenant's rules) or ``--operator``."""
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--actor", metavar="USER", help=actor_help)
+    who.add_argument("--operator", metavar="NAME", help=_OPERATOR_HELP)
+
+
 def _member_commands(c: _Commands) -> None:
-    member = c.group("member", "add and list the members of a tenant")
+    member = c.group("member", "add, remove and list the members of a tenant; change roles")
     p = c.leaf(
         member,
         "add",
@@ -762,11 +826,28 @@ def _member_commands(c: _Commands) -> None:
     p.add_argument("tenant", metavar="TENANT")
     p.add_argument("user", metavar="USER")
     p.add_argument("--role", choices=[r.value for r in Role], default=Role.MEMBER.value)
-    p.add_argument(
-        "--actor",
-        metavar="USER",
-        help="the owner or admin doing it (default: the operator, who may add anyone)",
+    _acting(p, "the owner or admin doing it (default: the operator, who may add anyone)")
+    p = c.leaf(
+        member,
+        "remove",
+        "remove a user from a tenant (their second factor stays theirs)",
+        _member_remove,
+        "tenant2fa member remove acme bob --actor olga",
     )
+    p.add_argument("tenant", metavar="TENANT")
+    p.add_argument("user", metavar="USER")
+    _acting(p, "the owner or admin doing it, or the user leaving (default: the operator)")
+    p = c.leaf(
+        member,
+        "role",
+        "change a member's role (a tenant always keeps an owner)",
+        _member_role,
+        "tenant2fa member role acme carol owner --actor olga",
+    )
+    p.add_argument("tenant", metavar="TENANT")
+    p.add_argument("user", metavar="USER")
+    p.add_argument("role", metavar="ROLE", choices=[r.value for r in Role])
+    _acting(p, "the owner or admin doing it (default: the operator)")
     p = c.leaf(
         member,
         "list",
@@ -778,7 +859,7 @@ def _member_commands(c: _Commands) -> None:
 
 
 def _user_commands(c: _Commands) -> None:
-    user = c.group("user", "see a user's two-factor state; reset it")
+    user = c.group("user", "see a user's two-factor state; unlock or reset it")
     p = c.leaf(
         user,
         "status",
@@ -792,11 +873,29 @@ def _user_commands(c: _Commands) -> None:
         "reset-2fa",
         "remove a user's authenticator and recovery codes (lost phone) and clear a lockout",
         _user_reset,
-        "tenant2fa user reset-2fa bob --tenant acme --actor olga",
+        "tenant2fa user reset-2fa bob --tenant acme",
     )
     p.add_argument("user", metavar="USER")
-    p.add_argument("--tenant", required=True, help="a tenant of the user's, owned by the actor")
-    p.add_argument("--actor", required=True, metavar="OWNER", help="the owner doing it")
+    p.add_argument("--tenant", required=True, help="a tenant of the user's (named in the e-mail)")
+    _acting(
+        p,
+        "an owner doing it: needs to own every tenant of the user that requires two-factor "
+        "(default: the operator)",
+    )
+    p = c.leaf(
+        user,
+        "unlock",
+        "clear a user's wrong-code lock, keeping their authenticator and recovery codes",
+        _user_unlock,
+        "tenant2fa user unlock bob --tenant acme",
+    )
+    p.add_argument("user", metavar="USER")
+    p.add_argument("--tenant", required=True, help="a tenant of the user's (named in the e-mail)")
+    _acting(
+        p,
+        "an owner doing it: needs to own every tenant of the user that requires two-factor "
+        "(default: the operator)",
+    )
 
 
 def _keys_commands(c: _Commands) -> None:

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tenant2fa.clock import Clock, SystemClock, require_utc
+from tenant2fa.clock import Clock, SystemClock, later, require_utc
 from tenant2fa.errors import StorageError
 from tenant2fa.outbox import DeliveryRules, OutboxState
 
@@ -98,7 +98,7 @@ class Dispatcher:
             else:
                 state, next_at = (
                     OutboxState.PENDING,
-                    finished + self.rules.retry_delay(item.attempts),
+                    later(finished, self.rules.retry_delay(item.attempts)),
                 )
             recorded = self.storage.finish_notification(
                 note.notification_id,
@@ -164,6 +164,8 @@ class Dispatcher:
                     self.dispatch_all()
                 except StorageError as exc:
                     _log.error("outbox dispatch failed; will retry: %s", exc)
+                except Exception:  # noqa: BLE001 - the thread must outlive one bad batch
+                    _log.exception("outbox dispatch failed unexpectedly; will retry")
                 self._stop.wait(seconds)
 
         self._thread = threading.Thread(target=loop, name="tenant2fa-dispatcher", daemon=True)

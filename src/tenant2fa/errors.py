@@ -13,7 +13,9 @@ secret, a code or a recovery code::
     │   └── NotAMember
     ├── Conflict
     │   ├── TenantExists
-    │   └── AlreadyMember
+    │   ├── AlreadyMember
+    │   ├── LastOwner               the change would leave a tenant without an owner
+    │   └── ConcurrentChange        what a decision rested on changed before it was written
     ├── PermissionDenied            the actor may not do this (e.g. a non-owner toggling 2FA)
     │   └── TwoFactorRequired       a tenant of the user requires 2FA, so it may not be removed
     ├── StepUpRequired              the login must first pass the named step
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AlreadyMember",
+    "ConcurrentChange",
     "ConfigurationError",
     "Conflict",
     "DeliveryError",
@@ -41,6 +44,7 @@ __all__ = [
     "InvalidSession",
     "InvalidTransition",
     "KeyringError",
+    "LastOwner",
     "NotAMember",
     "NotFound",
     "PermissionDenied",
@@ -97,6 +101,19 @@ class AlreadyMember(Conflict):
         super().__init__(f"user {user_id!r} is already a member of tenant {tenant_id!r}")
         self.tenant_id = tenant_id
         self.user_id = user_id
+
+
+class LastOwner(Conflict):
+    """Removing or demoting this member would leave the tenant without an owner. Nothing changed."""
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(f"tenant {tenant_id!r} must keep at least one owner")
+        self.tenant_id = tenant_id
+
+
+class ConcurrentChange(Conflict):
+    """Something the decision rested on (a role, a membership, a tenant's policy) changed between
+    reading it and writing the outcome. Nothing was written; the call may be made again."""
 
 
 class PermissionDenied(Tenant2FAError):

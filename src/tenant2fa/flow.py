@@ -11,6 +11,9 @@ its inputs from storage. It implements DESIGN.md decisions 2, 3, 6 and 7:
   tenant with ``challenge_everywhere``); a reset of their 2FA (a new security epoch) voids the proof.
 - A user whose failure counter says "wait" gets LOCKED instead of a code prompt.
 - A tenant that does not require 2FA asks nothing more than the primary sign-in.
+- A login whose identity check is older than ``max_login_age`` (12 hours by default, NIST SP
+  800-63B's bound for AAL2 sessions), or older than the user's identity floor (raised by a reset
+  of their 2FA or its removal), must verify identity again before anything else, in every tenant.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ __all__ = [
     "Step",
     "StepKind",
     "UserFacts",
+    "identity_is_current",
     "identity_is_fresh",
     "next_step",
 ]
@@ -66,7 +70,7 @@ class Step:
     - ``skippable``: for VERIFY_IDENTITY/ENROLL inside a grace period, the host may offer "later"
       (``TwoFactor.defer_enrollment``) until ``enroll_by``.
     - ``retry_at``: for LOCKED, when the next attempt is allowed; ``None`` means locked until an
-      owner resets the user's 2FA.
+      owner unlocks the user (or resets their 2FA).
     """
 
     kind: StepKind
@@ -85,6 +89,9 @@ class UserFacts:
     epoch: int = 0
     failures: int = 0
     last_failure_at: datetime | None = None
+    identity_floor: datetime | None = None
+    """Logins whose identity was last checked before this must check it again (see
+    :func:`identity_is_current`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,14 +101,42 @@ class FlowConfig:
     challenge_everywhere: bool = False
     """Ask enrolled users for a code in every tenant, not only those requiring 2FA."""
     throttle: ThrottleRules = ThrottleRules()
+    max_login_age: timedelta | None = timedelta(hours=12)
+    """How long a login's identity check lasts before it must be repeated (``None``: forever)."""
+
+
+def identity_is_current(
+    login: LoginSession,
+    *,
+    floor: datetime | None,
+    now: datetime,
+    max_age: timedelta | None,
+) -> bool:
+    """True unless the login's latest identity check is older than ``max_age`` or than ``floor``.
+
+    A login that is not current gets VERIFY_IDENTITY wherever it goes: its identity check came
+    before a reset (or removal) of the user's 2FA, or it was kept too long.
+    """
+    checked = login.identity_verified_at
+    if floor is not None and checked < floor:
+        return False
+    return max_age is None or now - checked <= max_age
 
 
 def identity_is_fresh(
-    login: LoginSession, *, newest_activation: datetime | None, now: datetime, window: timedelta
+    login: LoginSession,
+    *,
+    newest_activation: datetime | None,
+    now: datetime,
+    window: timedelta,
+    floor: datetime | None = None,
 ) -> bool:
-    """True if the login's latest primary check is after ``newest_activation`` and recent."""
+    """True if the login's latest primary check is after ``newest_activation``, not before
+    ``floor``, and recent (within ``window``): fresh enough to enroll or change 2FA."""
     checked = login.identity_verified_at
     if newest_activation is not None and checked <= newest_activation:
+        return False
+    if floor is not None and checked < floor:
         return False
     return timedelta(0) <= now - checked <= window
 
@@ -128,6 +163,11 @@ def next_step(
 
     def step(kind: StepKind, **extra: object) -> Step:
         return Step(kind=kind, tenant_id=tenant_id, required_by=required_by, **extra)  # type: ignore[arg-type]
+
+    if not identity_is_current(
+        login, floor=user.identity_floor, now=now, max_age=config.max_login_age
+    ):
+        return step(StepKind.VERIFY_IDENTITY)
 
     def lock_or(kind: StepKind, **extra: object) -> Step:
         allowed = allowance(
@@ -165,6 +205,7 @@ def next_step(
         newest_activation=max(activations) if activations else None,
         now=now,
         window=config.reauth_window,
+        floor=user.identity_floor,
     )
     grace_end = enroll_by if in_grace else None
     if not fresh:
@@ -183,6 +224,8 @@ class LoginEvent(enum.Enum):
     TOO_MANY_FAILURES = "wrong codes reach the throttle"
     RETRY_TIME_PASSED = "retry_at passes"
     IDENTITY_WENT_STALE = "reauth window passes"
+    LOGIN_EXPIRED = "max_login_age passes"
+    UNLOCKED = "an owner unlocks the user"
 
 
 _K = StepKind
@@ -190,7 +233,10 @@ _L = LoginEvent
 
 LOGIN_TRANSITIONS: Mapping[tuple[StepKind, LoginEvent], frozenset[StepKind]] = MappingProxyType(
     {
-        (_K.VERIFY_IDENTITY, _L.IDENTITY_VERIFIED): frozenset({_K.ENROLL, _K.LOCKED}),
+        # An expired login checked again goes back to where it was (DONE, or a code prompt).
+        (_K.VERIFY_IDENTITY, _L.IDENTITY_VERIFIED): frozenset(
+            {_K.ENROLL, _K.LOCKED, _K.CHALLENGE, _K.DONE}
+        ),
         # The identity check went stale between begin_enrollment and the confirming code: the
         # code still proves the authenticator that becomes active.
         (_K.VERIFY_IDENTITY, _L.ENROLLMENT_CONFIRMED): frozenset({_K.DONE}),
@@ -203,11 +249,16 @@ LOGIN_TRANSITIONS: Mapping[tuple[StepKind, LoginEvent], frozenset[StepKind]] = M
         (_K.CHALLENGE, _L.RECOVERY_CODE_ACCEPTED): frozenset({_K.DONE}),
         (_K.CHALLENGE, _L.TOO_MANY_FAILURES): frozenset({_K.LOCKED}),
         (_K.LOCKED, _L.RETRY_TIME_PASSED): frozenset({_K.CHALLENGE, _K.ENROLL, _K.VERIFY_IDENTITY}),
+        (_K.LOCKED, _L.UNLOCKED): frozenset({_K.CHALLENGE, _K.ENROLL, _K.VERIFY_IDENTITY}),
+        (_K.DONE, _L.LOGIN_EXPIRED): frozenset({_K.VERIFY_IDENTITY}),
+        (_K.CHALLENGE, _L.LOGIN_EXPIRED): frozenset({_K.VERIFY_IDENTITY}),
+        (_K.ENROLL, _L.LOGIN_EXPIRED): frozenset({_K.VERIFY_IDENTITY}),
+        (_K.LOCKED, _L.LOGIN_EXPIRED): frozenset({_K.VERIFY_IDENTITY}),
     }
 )
 """The login flow's moves within one tenant while the tenant policies stay put.
 
-Policy changes (an owner switching 2FA on or off, a reset) can move any step to any other; those
-are re-evaluated at the next :func:`next_step`. The stateful tests check every host action against
+Policy changes (an owner switching 2FA on or off, a reset, a membership removed) can move any step
+to any other; those are re-evaluated at the next :func:`next_step`. The stateful tests check every host action against
 this table, and the docs' diagram is drawn from it.
 """

@@ -38,6 +38,15 @@ class NotificationKind(enum.Enum):
     """Too many wrong codes: the user must wait (or, at the hard limit, ask an owner)."""
     TENANT_TWO_FACTOR_CHANGED = "tenant_two_factor_changed"
     """For an owner: two-factor authentication was switched on or off in their tenant."""
+    TWO_FACTOR_UNLOCKED = "two_factor_unlocked"
+    """An owner (or the operator) cleared the user's failure counter; the authenticator stays."""
+    MEMBER_ADDED = "member_added"
+    """The user was added to a tenant (so that nobody is added silently)."""
+    MEMBER_REMOVED = "member_removed"
+    """The user was removed from a tenant, or left it."""
+    ROLE_CHANGED = "role_changed"
+    """The user's role in a tenant changed (to the user, and to the owners when it makes or
+    unmakes an owner)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +63,15 @@ class Notification:
     recovery_codes_left: int | None = None
     retry_at: datetime | None = None
     two_factor_on: bool | None = None
+    actor_role: str | None = None
+    """What gave ``actor_id`` the authority: a :class:`~tenant2fa.Role` value (``"owner"``...),
+    ``"operator"`` for the host application or its operators, ``"self"`` for the user."""
+    role: str | None = None
+    """For membership notices: the member's role after the change (a Role value)."""
+    previous_role: str | None = None
+    """For ROLE_CHANGED and MEMBER_REMOVED: the role before the change."""
+    member_id: str | None = None
+    """For ROLE_CHANGED sent to an owner: whose role changed (``user_id`` is the recipient)."""
 
 
 @runtime_checkable

@@ -15,15 +15,16 @@ import dataclasses
 import logging
 import secrets
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from tenant2fa import enrollment, session, totp
 from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord, new_audit_record
-from tenant2fa.clock import Clock, SystemClock, require_utc
+from tenant2fa.clock import Clock, SystemClock, later, require_utc
 from tenant2fa.config import Config
 from tenant2fa.dispatch import Dispatcher
 from tenant2fa.enrollment import EnrollmentEvent, EnrollmentState, PendingEnrollment
 from tenant2fa.errors import (
+    ConcurrentChange,
     ConfigurationError,
     Conflict,
     InvalidInput,
@@ -37,15 +38,29 @@ from tenant2fa.errors import (
     TwoFactorRequired,
     UnknownTenant,
 )
-from tenant2fa.flow import Step, StepKind, UserFacts, identity_is_fresh, next_step
+from tenant2fa.flow import (
+    Step,
+    StepKind,
+    UserFacts,
+    identity_is_current,
+    identity_is_fresh,
+    next_step,
+)
 from tenant2fa.notify import Notification, NotificationKind
 from tenant2fa.outbox import DeliveryRules
 from tenant2fa.policy import (
+    OPERATOR,
+    SELF,
+    Action,
+    Actor,
     Membership,
     Role,
     TenantPolicy,
+    check_factor_authority,
+    check_grace_period,
     check_identifier,
     check_may_toggle,
+    check_member_action,
     switch_two_factor,
 )
 from tenant2fa.recovery import generate_recovery_codes, normalize_recovery_code
@@ -61,10 +76,11 @@ from tenant2fa.session import LoginSession
 from tenant2fa.throttle import allowance
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
 
     from tenant2fa.keyring import Keyring
     from tenant2fa.notify import Notifier
+    from tenant2fa.policy import Standing
     from tenant2fa.storage import FactorRecord, SealedSecrets, Storage
 
 __all__ = ["TwoFactor"]
@@ -74,6 +90,9 @@ _log = logging.getLogger("tenant2fa")
 _SECRET_PURPOSE = "totp-secret"  # noqa: S105 - a label for associated data, not a secret
 _MAX_METHOD_LENGTH = 64
 _POLICY_RETRIES = 5
+_MAX_BATCH = 10_000
+_AUDIT_FILTERS = frozenset(f.name for f in dataclasses.fields(AuditQuery))
+_T = TypeVar("_T")
 
 
 def _check_method(method: object) -> str:
@@ -82,6 +101,12 @@ def _check_method(method: object) -> str:
     if not method.isprintable():
         raise InvalidInput("method must not contain control characters")
     return method
+
+
+def _check_role(role: object) -> Role:
+    if not isinstance(role, Role):
+        raise InvalidInput(f"role must be a tenant2fa.Role, got {type(role).__name__}")
+    return role
 
 
 class TwoFactor:
@@ -171,6 +196,10 @@ class TwoFactor:
             self.dispatcher().dispatch(ids=ids)
         except StorageError as exc:
             _log.warning("inline delivery postponed (the outbox keeps it): %s", exc)
+        except Exception:  # noqa: BLE001 - logged with its traceback; see below
+            # The change is committed: a failure to tell of it must not make the call look
+            # failed (the host might make it again). The outbox keeps what was not delivered.
+            _log.exception("inline delivery failed (the outbox keeps it)")
 
     def _decrypt(self, blob: bytes, user_id: str) -> bytes:
         return self.keyring.decrypt(blob, purpose=_SECRET_PURPOSE, context=user_id)
@@ -181,23 +210,51 @@ class TwoFactor:
             epoch=factor.epoch,
             failures=factor.failures,
             last_failure_at=factor.last_failure_at,
+            identity_floor=factor.identity_floor,
         )
 
     def _newest_activation(self, policies: Iterable[TenantPolicy]) -> datetime | None:
         times = [p.activated_at for p in policies if p.two_factor_required and p.activated_at]
         return max(times) if times else None
 
-    def _require_fresh_identity(self, login: LoginSession, now: datetime) -> None:
+    def _require_fresh_identity(
+        self, login: LoginSession, factor: FactorRecord, now: datetime
+    ) -> None:
         policies = self.storage.tenants_of_user(login.user_id)
         if not identity_is_fresh(
             login,
             newest_activation=self._newest_activation(policies),
             now=now,
             window=self.config.reauth_window,
+            floor=factor.identity_floor,
         ):
             raise StepUpRequired(
                 StepKind.VERIFY_IDENTITY, "verify your identity again (password or SSO) first"
             )
+
+    def _require_current_identity(
+        self, login: LoginSession, factor: FactorRecord, now: datetime
+    ) -> None:
+        """A login kept too long, or older than a reset of the user's 2FA, may do nothing but
+        verify the user's identity again."""
+        if not identity_is_current(
+            login, floor=factor.identity_floor, now=now, max_age=self.config.max_login_age
+        ):
+            raise StepUpRequired(
+                StepKind.VERIFY_IDENTITY,
+                "this login is too old or predates a reset: verify your identity again first",
+            )
+
+    @staticmethod
+    def _retrying(decide_and_write: Callable[[], _T]) -> _T:
+        """Run a read-decide-write whose write refuses a changed snapshot (ConcurrentChange)
+        again from the read, a few times."""
+        for _ in range(_POLICY_RETRIES - 1):
+            try:
+                return decide_and_write()
+            except ConcurrentChange:
+                continue
+        return decide_and_write()
 
     @staticmethod
     def _second_factor_proven(login: LoginSession, factor: FactorRecord) -> bool:
@@ -226,7 +283,7 @@ class TwoFactor:
                 tenant_id=tenant_id,
                 user_id=user_id,
                 failures=str(failures),
-                until=state.retry_at.isoformat() if state.retry_at else "owner reset",
+                until=state.retry_at.isoformat() if state.retry_at else "owner unlock",
             ),
             notifications=[note],
         )
@@ -279,32 +336,238 @@ class TwoFactor:
         *,
         role: Role = Role.MEMBER,
         actor_id: str | None = None,
+        operator: str | None = None,
     ) -> Membership:
-        """Add ``user_id`` to the tenant with ``role``.
+        """Add ``user_id`` to the tenant with ``role``, and tell the user (``MEMBER_ADDED``).
 
-        ``actor_id`` names the member doing it (an owner or admin; only owners may add owners);
-        ``None`` means the host application itself, e.g. a sign-up flow or an operator.
+        ``actor_id`` names the member doing it: an owner, or an admin adding an admin or a member
+        (:data:`~tenant2fa.policy.MEMBER_RULES`). ``operator`` names the host application or its
+        operator doing it instead; with neither, the host application itself (a sign-up flow, an
+        accepted invitation). Raises :class:`~tenant2fa.errors.PermissionDenied`,
+        :class:`~tenant2fa.errors.UnknownTenant` or :class:`~tenant2fa.errors.AlreadyMember`,
+        storing nothing.
         """
         check_identifier(user_id, "user_id")
-        self._tenant(tenant_id)
-        if actor_id is not None:
-            actor = self.storage.get_membership(tenant_id, check_identifier(actor_id, "actor_id"))
-            allowed = {Role.OWNER} if role is Role.OWNER else {Role.OWNER, Role.ADMIN}
-            if actor is None or actor.role not in allowed:
-                raise PermissionDenied("only an owner or admin may add members")
+        role = _check_role(role)
+        tenant = self._tenant(tenant_id)
         membership = Membership(tenant_id=tenant_id, user_id=user_id, role=role)
-        self.storage.add_membership(
-            membership,
-            new_audit_record(
-                AuditKind.MEMBER_ADDED,
-                at=self._now(),
+        actor = None if actor_id is None and operator is None else Actor.of(actor_id, operator)
+
+        def attempt() -> Membership:
+            acting = self._acting_member(tenant_id, actor)
+            if acting is not None:
+                check_member_action(
+                    Action.ADD_MEMBER,
+                    actor=acting,
+                    target=membership,
+                    gated_roles=self.config.toggle_roles,
+                )
+            now = self._now()
+            actor_name, actor_role = self._actor_facts(actor, acting, user_id)
+            note = self._note(
+                NotificationKind.MEMBER_ADDED,
+                user_id,
+                now,
                 tenant_id=tenant_id,
-                user_id=user_id,
-                actor_id=actor_id,
+                tenant_name=tenant.name,
                 role=role.value,
-            ),
-        )
-        return membership
+                actor_id=actor_name,
+                actor_role=actor_role,
+            )
+            self.storage.add_membership(
+                membership,
+                new_audit_record(
+                    AuditKind.MEMBER_ADDED,
+                    at=now,
+                    tenant_id=tenant_id,
+                    user_id=user_id,
+                    actor_id=actor_name,
+                    role=role.value,
+                    actor_role=actor_role,
+                ),
+                actor=acting,
+                notifications=[note],
+            )
+            self._deliver([note])
+            return membership
+
+        return self._retrying(attempt)
+
+    def remove_member(
+        self,
+        tenant_id: str,
+        user_id: str,
+        *,
+        actor_id: str | None = None,
+        operator: str | None = None,
+    ) -> None:
+        """Remove ``user_id`` from the tenant (or, with ``actor_id == user_id``, leave it).
+
+        From then on the user gets :class:`~tenant2fa.errors.NotAMember` for this tenant, is no
+        longer bound by its policy, and cannot be reset or unlocked through it. Their second
+        factor stays: it belongs to the user, not to the tenant. The user is notified
+        (``MEMBER_REMOVED``) and the removal audited.
+
+        Owners may remove anyone, admins admins and members, anyone themselves
+        (:data:`~tenant2fa.policy.MEMBER_RULES`); ``operator`` acts for the host. Raises
+        :class:`~tenant2fa.errors.PermissionDenied`, :class:`~tenant2fa.errors.NotAMember`,
+        :class:`~tenant2fa.errors.UnknownTenant`, or :class:`~tenant2fa.errors.LastOwner` when
+        it would leave the tenant without an owner; nothing changes then.
+        """
+        actor = Actor.of(actor_id, operator)
+        check_identifier(user_id, "user_id")
+        tenant = self._tenant(tenant_id)
+
+        def attempt() -> None:
+            acting, target = self._acting_on(tenant_id, user_id, actor)
+            if acting is not None:
+                check_member_action(
+                    Action.REMOVE_MEMBER,
+                    actor=acting,
+                    target=target,
+                    gated_roles=self.config.toggle_roles,
+                )
+            now = self._now()
+            actor_name, actor_role = self._actor_facts(actor, acting, user_id)
+            note = self._note(
+                NotificationKind.MEMBER_REMOVED,
+                user_id,
+                now,
+                tenant_id=tenant_id,
+                tenant_name=tenant.name,
+                previous_role=target.role.value,
+                actor_id=actor_name,
+                actor_role=actor_role,
+            )
+            self.storage.remove_membership(
+                target,
+                actor=acting,
+                audit=new_audit_record(
+                    AuditKind.MEMBER_REMOVED,
+                    at=now,
+                    tenant_id=tenant_id,
+                    user_id=user_id,
+                    actor_id=actor_name,
+                    role=target.role.value,
+                    actor_role=actor_role,
+                ),
+                notifications=[note],
+            )
+            _log.info("%r removed from tenant %r by %r", user_id, tenant_id, actor_name)
+            self._deliver([note])
+
+        self._retrying(attempt)
+
+    def set_role(
+        self,
+        tenant_id: str,
+        user_id: str,
+        role: Role,
+        *,
+        actor_id: str | None = None,
+        operator: str | None = None,
+    ) -> Membership:
+        """Give member ``user_id`` ``role`` in the tenant; returns the new membership.
+
+        Owners may change anyone's role (making another member an owner, then stepping down, is
+        how ownership is transferred); admins may move admins and members between those two
+        roles; anyone may step down within those rules (:data:`~tenant2fa.policy.MEMBER_RULES`).
+        The member is notified (``ROLE_CHANGED``), and so is every owner when the change makes or
+        unmakes an owner. Setting the current role changes and writes nothing. Raises as
+        :meth:`remove_member` does (:class:`~tenant2fa.errors.LastOwner` for demoting the only
+        owner).
+        """
+        actor = Actor.of(actor_id, operator)
+        check_identifier(user_id, "user_id")
+        role = _check_role(role)
+        tenant = self._tenant(tenant_id)
+
+        def attempt() -> Membership:
+            acting, target = self._acting_on(tenant_id, user_id, actor)
+            if acting is not None:
+                check_member_action(
+                    Action.CHANGE_ROLE,
+                    actor=acting,
+                    target=target,
+                    new_role=role,
+                    gated_roles=self.config.toggle_roles,
+                )
+            if target.role is role:
+                return target
+            now = self._now()
+            actor_name, actor_role = self._actor_facts(actor, acting, user_id)
+            told = [user_id]
+            if Role.OWNER in (role, target.role):
+                owners = self.storage.list_memberships(tenant_id, role=Role.OWNER)
+                told += [o.user_id for o in owners if o.user_id != user_id]
+            notes = [
+                self._note(
+                    NotificationKind.ROLE_CHANGED,
+                    recipient,
+                    now,
+                    tenant_id=tenant_id,
+                    tenant_name=tenant.name,
+                    role=role.value,
+                    previous_role=target.role.value,
+                    member_id=user_id,
+                    actor_id=actor_name,
+                    actor_role=actor_role,
+                )
+                for recipient in told
+            ]
+            self.storage.change_role(
+                target,
+                role,
+                actor=acting,
+                audit=new_audit_record(
+                    AuditKind.ROLE_CHANGED,
+                    at=now,
+                    tenant_id=tenant_id,
+                    user_id=user_id,
+                    actor_id=actor_name,
+                    old=target.role.value,
+                    new=role.value,
+                    actor_role=actor_role,
+                ),
+                notifications=notes,
+            )
+            _log.info("%r is now %s of tenant %r", user_id, role.value, tenant_id)
+            self._deliver(notes)
+            return dataclasses.replace(target, role=role)
+
+        return self._retrying(attempt)
+
+    def _acting_member(self, tenant_id: str, actor: Actor | None) -> Membership | None:
+        """The acting member's membership; ``None`` for the host or an operator. Raises
+        :class:`~tenant2fa.errors.PermissionDenied` for an actor who is no member."""
+        if actor is None or actor.user_id is None:
+            return None
+        acting = self.storage.get_membership(tenant_id, actor.user_id)
+        if acting is None:
+            raise PermissionDenied("you are not a member of this tenant with the right role")
+        return acting
+
+    def _acting_on(
+        self, tenant_id: str, user_id: str, actor: Actor
+    ) -> tuple[Membership | None, Membership]:
+        """The acting member (checked first: a stranger learns nothing of the tenant's members)
+        and the member acted on; :class:`~tenant2fa.errors.NotAMember` if there is none."""
+        acting = self._acting_member(tenant_id, actor)
+        target = self.storage.get_membership(tenant_id, user_id)
+        if target is None:
+            raise NotAMember(tenant_id, user_id)
+        return acting, target
+
+    @staticmethod
+    def _actor_facts(
+        actor: Actor | None, acting: Membership | None, user_id: str
+    ) -> tuple[str | None, str]:
+        """``(actor_id, actor_role)`` as audit records and notifications name them."""
+        if actor is None:
+            return None, OPERATOR
+        if acting is None:
+            return actor.audit_id, OPERATOR
+        return acting.user_id, SELF if acting.user_id == user_id else acting.role.value
 
     def members(self, tenant_id: str) -> list[Membership]:
         """The tenant's members, ordered by user id."""
@@ -321,11 +584,17 @@ class TwoFactor:
     ) -> TenantPolicy:
         """Switch the tenant's two-factor authentication on or off. Owners only.
 
+        ``grace_period`` (when switching on) lets members postpone enrolling that long; at most
+        ``config.max_grace_period`` (90 days), else :class:`~tenant2fa.errors.InvalidInput`.
+
         Raises :class:`~tenant2fa.errors.PermissionDenied` (changing nothing) unless ``actor_id``
         has a role in ``config.toggle_roles``. Writes the tenant's policy row and one audit record,
         never the users: each user is evaluated at their next :meth:`login_step`. Setting the
         current value again changes nothing and writes nothing.
         """
+        if not isinstance(enabled, bool):
+            raise InvalidInput("enabled must be True or False")
+        check_grace_period(grace_period, self.config.max_grace_period)
         check_may_toggle(
             self.storage.get_membership(
                 check_identifier(tenant_id, "tenant_id"), check_identifier(actor_id, "actor_id")
@@ -339,7 +608,13 @@ class TwoFactor:
             ):
                 return current
             now = self._now()
-            new = switch_two_factor(current, enabled=enabled, now=now, grace_period=grace_period)
+            new = switch_two_factor(
+                current,
+                enabled=enabled,
+                now=now,
+                grace_period=grace_period,
+                max_grace_period=self.config.max_grace_period,
+            )
             audit = new_audit_record(
                 AuditKind.TWO_FACTOR_SWITCHED,
                 at=now,
@@ -416,17 +691,23 @@ class TwoFactor:
         )
 
     def verify_identity(self, login: LoginSession, *, method: str = "password") -> LoginSession:
-        """Record that the host has just re-checked the user's password or SSO sign-in."""
+        """Record that the host has just re-checked the user's password or SSO sign-in.
+
+        The check is dated now, or at the user's identity floor if a reset was stamped by a
+        clock ahead of ours: it came after that reset, and must not count as older than it.
+        """
         login = self._login(login)
         _check_method(method)
         now = self._now()
+        floor = self.storage.get_factor(login.user_id).identity_floor
+        checked = now if floor is None or now >= floor else floor
         self.storage.append_audit(
             new_audit_record(
                 AuditKind.IDENTITY_VERIFIED, at=now, user_id=login.user_id, method=method
             )
         )
         return self._sign(
-            dataclasses.replace(login, identity_verified_at=now, identity_method=method)
+            dataclasses.replace(login, identity_verified_at=checked, identity_method=method)
         )
 
     def defer_enrollment(self, login: LoginSession, tenant_id: str) -> LoginSession:
@@ -467,7 +748,13 @@ class TwoFactor:
         ``user_id`` is given and it belongs to another user, or when its sign-in is older than
         ``max_age`` (default 12 hours; ``None`` for no limit) or lies in the future. A sealed
         token cannot be revoked one by one: keep ``max_age`` short, or keep logins server side.
+        Raises :class:`~tenant2fa.errors.InvalidInput` for a ``user_id`` that is no id, or a
+        ``max_age`` that is not a timedelta of at least zero.
         """
+        if user_id is not None:
+            check_identifier(user_id, "user_id")
+        if max_age is not None and (not isinstance(max_age, timedelta) or max_age < timedelta(0)):
+            raise InvalidInput("max_age must be None or a timedelta of at least zero")
         login = session.unseal(token, self.keyring)
         if user_id is not None and login.user_id != user_id:
             raise InvalidSession("login session belongs to another user")
@@ -492,8 +779,8 @@ class TwoFactor:
         """
         login = self._login(login)
         now = self._now()
-        self._require_fresh_identity(login, now)
         factor = self.storage.get_factor(login.user_id)
+        self._require_fresh_identity(login, factor, now)
         state = factor.state(now)
         enrollment.apply(state, EnrollmentEvent.BEGIN)
         if state.is_enrolled and not self._second_factor_proven(login, factor):
@@ -507,7 +794,7 @@ class TwoFactor:
             pending_id=secrets.token_urlsafe(12),
             secret=self.keyring.encrypt(secret, purpose=_SECRET_PURPOSE, context=login.user_id),
             created_at=now,
-            expires_at=now + self.config.pending_ttl,
+            expires_at=later(now, self.config.pending_ttl),
         )
         self.storage.save_pending(
             login.user_id,
@@ -547,6 +834,7 @@ class TwoFactor:
         now = self._now()
         try:
             factor = self.storage.get_factor(user_id)
+            self._require_current_identity(login, factor, now)
             pending = factor.pending
             if pending is None or pending.is_expired(now):
                 return EnrollmentResult(ok=False, reason=Reason.NOT_PENDING, login=login)
@@ -618,6 +906,7 @@ class TwoFactor:
         try:
             self._member(tenant_id, user_id)
             factor = self.storage.get_factor(user_id)
+            self._require_current_identity(login, factor, now)
             if factor.secret is None:
                 # Nothing to guess: answer as for a wrong code, but count nothing, so that no one
                 # can lock out a user who has not enrolled yet.
@@ -668,6 +957,7 @@ class TwoFactor:
         try:
             tenant = self._member(tenant_id, user_id)
             factor = self.storage.get_factor(user_id)
+            self._require_current_identity(login, factor, now)
             if factor.secret is None or factor.recovery_salt is None:
                 self._reject(
                     AuditKind.RECOVERY_CODE_REJECTED, login, tenant_id, now, 0, "not-enrolled"
@@ -724,8 +1014,8 @@ class TwoFactor:
         """
         login = self._login(login)
         now = self._now()
-        self._require_fresh_identity(login, now)
         factor = self.storage.get_factor(login.user_id)
+        self._require_fresh_identity(login, factor, now)
         if not factor.state(now).is_enrolled:
             raise InvalidTransition(factor.state(now), EnrollmentEvent.CONFIRM)
         if not self._second_factor_proven(login, factor):
@@ -748,68 +1038,178 @@ class TwoFactor:
 
     # -- reset and removal -----------------------------------------------------------------
 
-    def reset_two_factor(self, tenant_id: str, user_id: str, *, actor_id: str) -> None:
-        """An owner resets a member's 2FA (lost phone): the user re-enrolls at their next login.
+    def reset_two_factor(
+        self,
+        tenant_id: str,
+        user_id: str,
+        *,
+        actor_id: str | None = None,
+        operator: str | None = None,
+    ) -> None:
+        """Reset a member's 2FA (a lost phone): the user enrolls again at their next login.
 
-        The authenticator, pending secret and recovery codes are removed and every existing
-        login of the user loses its second-factor proof. Because an enrollment is shared by all
-        the user's tenants, this affects them all. It also clears the user's failure counter,
-        which is how a user locked for good is let back in (even one with nothing enrolled).
-        Owners cannot reset their own 2FA this way. Raises :class:`~tenant2fa.errors.PermissionDenied`,
+        The authenticator, pending secret and recovery codes are removed, the failure counter
+        cleared, every existing login of the user loses its second-factor proof, and every login
+        whose identity was checked before now must check it again (so a login value copied
+        before the reset cannot enroll the copier's phone). The user is notified.
+
+        An enrollment is shared by all the user's tenants, so an owner (``actor_id``) may reset
+        it only with authority over every tenant of the user that requires 2FA
+        (:func:`~tenant2fa.policy.check_factor_authority`); nobody resets their own this way.
+        Otherwise only the host may, naming its ``operator`` (audited under that name).
+
+        Raises :class:`~tenant2fa.errors.PermissionDenied` (the same message whichever tenant
+        is missing), :class:`~tenant2fa.errors.UnknownTenant`,
         :class:`~tenant2fa.errors.NotAMember`, or :class:`~tenant2fa.errors.InvalidTransition`
-        if the user has nothing to reset.
+        if the user has nothing to reset. Nothing changes then.
         """
-        check_may_toggle(
-            self.storage.get_membership(
-                check_identifier(tenant_id, "tenant_id"), check_identifier(actor_id, "actor_id")
-            ),
-            self.config.toggle_roles,
-        )
-        if actor_id == user_id:
-            raise PermissionDenied("owners cannot reset their own two-factor authentication")
-        tenant = self._member(tenant_id, user_id)
-        now = self._now()
-        factor = self.storage.get_factor(user_id)
-        state = factor.state(now)
-        # A user with nothing enrolled may still be locked (wrong confirmation codes for a pending
-        # secret that has since expired): the reset then only clears the lock.
-        if state is not EnrollmentState.NONE or factor.failures == 0:
-            enrollment.apply(state, EnrollmentEvent.RESET)
-        note = self._note(
-            NotificationKind.TWO_FACTOR_RESET,
-            user_id,
-            now,
-            tenant_id=tenant_id,
-            tenant_name=tenant.name,
-            actor_id=actor_id,
-        )
-        epoch = self.storage.reset_factor(
-            user_id,
-            audit=new_audit_record(
-                AuditKind.TWO_FACTOR_RESET,
-                at=now,
+        actor = Actor.of(actor_id, operator)
+        check_identifier(user_id, "user_id")
+        tenant = self._tenant(tenant_id)
+
+        def attempt() -> None:
+            standings, actor_name, actor_role = self._factor_authority(
+                Action.RESET_TWO_FACTOR, tenant_id, user_id, actor
+            )
+            now = self._now()
+            factor = self.storage.get_factor(user_id)
+            state = factor.state(now)
+            # A user with nothing enrolled may still be locked (wrong confirmation codes for a
+            # pending secret that has since expired): the reset then only clears the lock.
+            if state is not EnrollmentState.NONE or factor.failures == 0:
+                enrollment.apply(state, EnrollmentEvent.RESET)
+            note = self._note(
+                NotificationKind.TWO_FACTOR_RESET,
+                user_id,
+                now,
                 tenant_id=tenant_id,
-                user_id=user_id,
-                actor_id=actor_id,
-                previous=state.value,
-            ),
-            notifications=[note],
+                tenant_name=tenant.name,
+                actor_id=actor_name,
+                actor_role=actor_role,
+            )
+            epoch = self.storage.reset_factor(
+                user_id,
+                floor=now,
+                audit=new_audit_record(
+                    AuditKind.TWO_FACTOR_RESET,
+                    at=now,
+                    tenant_id=tenant_id,
+                    user_id=user_id,
+                    actor_id=actor_name,
+                    previous=state.value,
+                    actor_role=actor_role,
+                ),
+                notifications=[note],
+                actor_id=actor.user_id,
+                expected=standings,
+            )
+            if epoch is None:
+                raise InvalidTransition(EnrollmentState.NONE, EnrollmentEvent.RESET)
+            _log.info("two-factor of %r reset by %r in %r", user_id, actor_name, tenant_id)
+            self._deliver([note])
+
+        self._retrying(attempt)
+
+    def unlock(
+        self,
+        tenant_id: str,
+        user_id: str,
+        *,
+        actor_id: str | None = None,
+        operator: str | None = None,
+    ) -> bool:
+        """Clear a member's wrong-code lock (the failure counter) without touching their factor.
+
+        The authenticator and recovery codes keep working; the user is notified and the unlock
+        audited. This is how a user locked for good (NIST's 100 failures) gets back in without
+        a reset handing their next enrollment to whoever knows the password. Because it hands
+        out fresh guesses at a factor shared by every tenant of the user, it needs the same
+        authority as :meth:`reset_two_factor`, and raises the same errors. Returns ``False``
+        (writing nothing) if no failure was counted.
+        """
+        actor = Actor.of(actor_id, operator)
+        check_identifier(user_id, "user_id")
+        tenant = self._tenant(tenant_id)
+
+        def attempt() -> bool:
+            standings, actor_name, actor_role = self._factor_authority(
+                Action.UNLOCK, tenant_id, user_id, actor
+            )
+            now = self._now()
+            note = self._note(
+                NotificationKind.TWO_FACTOR_UNLOCKED,
+                user_id,
+                now,
+                tenant_id=tenant_id,
+                tenant_name=tenant.name,
+                actor_id=actor_name,
+                actor_role=actor_role,
+            )
+            unlocked = self.storage.unlock_factor(
+                user_id,
+                audit=new_audit_record(
+                    AuditKind.TWO_FACTOR_UNLOCKED,
+                    at=now,
+                    tenant_id=tenant_id,
+                    user_id=user_id,
+                    actor_id=actor_name,
+                    actor_role=actor_role,
+                ),
+                notifications=[note],
+                actor_id=actor.user_id,
+                expected=standings,
+            )
+            if unlocked:
+                _log.info("%r unlocked by %r in %r", user_id, actor_name, tenant_id)
+                self._deliver([note])
+            return unlocked
+
+        return self._retrying(attempt)
+
+    def _factor_authority(
+        self, action: Action, tenant_id: str, user_id: str, actor: Actor
+    ) -> tuple[Sequence[Standing] | None, str, str]:
+        """Check that ``actor`` may ``action`` the user's shared factor through ``tenant_id``.
+
+        Returns the standings the decision rests on (``None`` for an operator, whose authority
+        rests on nothing stored), and the actor's audit name and role.
+        """
+        if actor.user_id is None:
+            standings = self.storage.standings(user_id, actor_id=None)
+            check_factor_authority(
+                action, tenant_id=tenant_id, user_id=user_id, actor=actor, standings=standings
+            )
+            return None, actor.audit_id, OPERATOR
+        # The actor's own role here first: a stranger learns nothing about the user.
+        acting = self._acting_member(tenant_id, actor)
+        if acting is None or acting.role not in self.config.toggle_roles:
+            raise PermissionDenied(
+                "only an owner of this tenant may reset or unlock its members' two-factor "
+                "authentication"
+            )
+        standings = self.storage.standings(user_id, actor_id=actor.user_id)
+        check_factor_authority(
+            action,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            actor=actor,
+            standings=standings,
+            gated_roles=self.config.toggle_roles,
+            challenge_everywhere=self.config.challenge_everywhere,
         )
-        if epoch is None:
-            raise InvalidTransition(EnrollmentState.NONE, EnrollmentEvent.RESET)
-        _log.info("two-factor of %r reset by %r in %r", user_id, actor_id, tenant_id)
-        self._deliver([note])
+        return standings, actor.audit_id, acting.role.value
 
     def remove_two_factor(self, login: LoginSession) -> LoginSession:
         """The user removes their own 2FA. Allowed only when none of their tenants requires it,
-        with a fresh identity check and a second factor proven in this login."""
+        with a fresh identity check and a second factor proven in this login. Other logins of
+        the user whose identity was checked before this one's must check it again."""
         login = self._login(login)
         now = self._now()
         policies = self.storage.tenants_of_user(login.user_id)
         if any(p.two_factor_required for p in policies):
             raise TwoFactorRequired("a tenant you belong to requires two-factor authentication")
-        self._require_fresh_identity(login, now)
         factor = self.storage.get_factor(login.user_id)
+        self._require_fresh_identity(login, factor, now)
         state = factor.state(now)
         enrollment.apply(state, EnrollmentEvent.RESET)
         if state.is_enrolled and not self._second_factor_proven(login, factor):
@@ -817,6 +1217,9 @@ class TwoFactor:
         note = self._note(NotificationKind.TWO_FACTOR_REMOVED, login.user_id, now)
         epoch = self.storage.reset_factor(
             login.user_id,
+            # Every other login whose identity was checked before this one's must check it
+            # again; this one (which just proved it) goes on.
+            floor=login.identity_verified_at,
             audit=new_audit_record(
                 AuditKind.TWO_FACTOR_REMOVED,
                 at=now,
@@ -849,7 +1252,17 @@ class TwoFactor:
         again: ciphertexts already under the primary key are skipped (``after_user_id`` starts
         past a known point). Users whose ciphertext no key opens are listed in ``failed`` and
         left as they are. ``progress`` is called after each batch. One audit record at the end.
+
+        ``batch`` (users read at a time) runs from 1 to 10,000; anything else, an
+        ``after_user_id`` that is no id, or a ``progress`` that cannot be called raises
+        :class:`~tenant2fa.errors.InvalidInput`.
         """
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= _MAX_BATCH:
+            raise InvalidInput(f"batch must be a whole number from 1 to {_MAX_BATCH}")
+        if after_user_id is not None:
+            check_identifier(after_user_id, "after_user_id")
+        if progress is not None and not callable(progress):
+            raise InvalidInput("progress must be a callable or None")
         primary = self.keyring.primary_key_id
         report = RotationReport(last_user_id=after_user_id)
         while True:
@@ -931,9 +1344,15 @@ class TwoFactor:
     def audit_log(self, query: AuditQuery | None = None, **filters: object) -> list[AuditRecord]:
         """Audit records, oldest first. Pass an :class:`~tenant2fa.audit.AuditQuery` or its fields
         as keywords (``tenant_id=``, ``user_id=``, ``kinds=``, ``since=``, ``until=``, ``limit=``,
-        ``offset=``)."""
+        ``offset=``). Raises :class:`~tenant2fa.errors.InvalidInput` for an unknown filter or a
+        value :class:`~tenant2fa.audit.AuditQuery` refuses."""
         if query is None:
+            unknown = sorted(set(filters) - _AUDIT_FILTERS)
+            if unknown:
+                raise InvalidInput(f"unknown audit filters: {', '.join(n[:40] for n in unknown)}")
             query = AuditQuery(**filters)  # type: ignore[arg-type]
+        elif not isinstance(query, AuditQuery):
+            raise InvalidInput(f"query must be an AuditQuery, got {type(query).__name__}")
         elif filters:
             raise InvalidInput("pass either an AuditQuery or keyword filters, not both")
         return self.storage.audit_records(query)

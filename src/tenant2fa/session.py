@@ -77,14 +77,21 @@ def verify_tag(login: object, keyring: Keyring) -> LoginSession:
 
     Raises :class:`InvalidSession` otherwise.
     """
-    if not isinstance(login, LoginSession):
+    if not isinstance(login, LoginSession) or not isinstance(login.tag, str):
         raise InvalidSession("not a LoginSession")
     key_id, _, encoded = login.tag.partition(".")
     try:
         mac = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
     except (binascii.Error, ValueError):
         raise InvalidSession("login session tag is malformed") from None
-    if not keyring.check_mac(key_id, login._message(), mac, purpose=_TAG_PURPOSE):
+    try:
+        message = login._message()
+    except (TypeError, ValueError):
+        # Built by hand with fields JSON cannot hold (bytes, a circular list): not ours.
+        raise InvalidSession(
+            "login session was not issued by this service or was altered"
+        ) from None
+    if not keyring.check_mac(key_id, message, mac, purpose=_TAG_PURPOSE):
         raise InvalidSession("login session was not issued by this service or was altered")
     return login
 

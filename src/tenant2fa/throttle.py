@@ -11,7 +11,7 @@ The rules, with the defaults::
     failures <  free_failures (5)       no delay
     failures >= free_failures            wait base_delay (30 s) * 2 ** (failures - free_failures),
                                          at most max_delay (1 h), after the last failure
-    failures >= max_failures (100)      locked until an owner resets the user's 2FA
+    failures >= max_failures (100)      locked until an owner unlocks the user (or resets their 2FA)
 
 100 is NIST SP 800-63B's cap on consecutive failures; with the default delays reaching it takes
 days of guessing.
@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from tenant2fa.clock import later
 from tenant2fa.errors import ConfigurationError
 
 __all__ = ["NIST_MAX_FAILURES", "Allowance", "ThrottleRules", "allowance"]
@@ -65,7 +66,7 @@ class Allowance:
     """Whether a user may make an attempt now, and if not, until when they wait.
 
     ``retry_at`` is ``None`` while ``allowed``, and also when the user is locked for good (until an
-    owner resets their 2FA); ``locked_for_good`` tells those apart.
+    owner unlocks the user); ``locked_for_good`` tells those apart.
     """
 
     allowed: bool
@@ -82,7 +83,7 @@ def allowance(
     # Free failures impose no wait, even if the last one was stamped by a clock ahead of ours.
     if failures < rules.free_failures or failures <= 0 or last_failure_at is None:
         return Allowance(allowed=True)
-    retry_at = last_failure_at + rules.delay_after(failures)
+    retry_at = later(last_failure_at, rules.delay_after(failures))
     if now < retry_at:
         return Allowance(allowed=False, retry_at=retry_at)
     return Allowance(allowed=True)

@@ -59,6 +59,8 @@ MIN_SECRET_BYTES = 16
 """RFC 4226 R6: a shared secret MUST be at least 128 bits."""
 MAX_CODE_INPUT = 64
 """Inputs longer than this are refused before any other work (a 10 MB "code" costs nothing)."""
+MAX_URI_LENGTH = 2331
+"""The longest ``otpauth://`` URI a QR code holds: 2,331 bytes at error correction level M."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BASE32 = re.compile(r"[A-Z2-7]+", re.ASCII)
@@ -210,6 +212,9 @@ def provisioning_uri(
     The label is ``issuer:account_name``, each part percent-encoded with no character left safe,
     and the issuer is repeated as a parameter, as Google's Key URI format recommends. Neither part
     may contain a colon. Parameters equal to the defaults (SHA1, 6 digits, 30 s) are omitted.
+
+    Raises :class:`InvalidInput` if the URI would be too long for a QR code
+    (:data:`MAX_URI_LENGTH`): a name of 255 characters outside ASCII can make it so.
     """
     settings = settings or TotpSettings()
     issuer_q = quote(check_label_part(issuer, "issuer"), safe="")
@@ -221,7 +226,14 @@ def provisioning_uri(
         params.append(f"digits={settings.digits}")
     if settings.period != 30:
         params.append(f"period={settings.period}")
-    return f"otpauth://totp/{issuer_q}:{account_q}?{'&'.join(params)}"
+    uri = f"otpauth://totp/{issuer_q}:{account_q}?{'&'.join(params)}"
+    # Percent-encoded with nothing left safe, the URI is ASCII: characters are bytes.
+    if len(uri) > MAX_URI_LENGTH:
+        raise InvalidInput(
+            "the issuer and account name make the otpauth:// URI too long for a QR code: "
+            "use a shorter account_name"
+        )
+    return uri
 
 
 def qr_svg(uri: str, *, scale: int = 4, title: str | None = None) -> str:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from tenant2fa.audit import AuditQuery, AuditRecord
     from tenant2fa.notify import Notification
     from tenant2fa.outbox import OutboxItem, OutboxState
-    from tenant2fa.policy import Membership, Role, TenantPolicy
+    from tenant2fa.policy import Membership, Role, Standing, TenantPolicy
     from tenant2fa.recovery import RecoveryCodeSet
     from tenant2fa.throttle import ThrottleRules
 
@@ -54,6 +54,9 @@ class FactorRecord:
     last_failure_at: datetime | None = None
     recovery_salt: bytes | None = field(default=None, repr=False)
     recovery_codes_left: int = 0
+    identity_floor: datetime | None = None
+    """Set by a reset or removal of the factor: logins whose identity was checked before it must
+    check it again. Only ever grows."""
 
     def state(self, now: datetime) -> EnrollmentState:
         return effective_state(has_active=self.secret is not None, pending=self.pending, now=now)
@@ -122,12 +125,56 @@ class Storage(Protocol):
         """
         ...
 
-    def add_membership(self, membership: Membership, audit: AuditRecord) -> None:
-        """Store a membership and ``audit`` atomically.
+    def add_membership(
+        self,
+        membership: Membership,
+        audit: AuditRecord,
+        *,
+        actor: Membership | None = None,
+        notifications: Sequence[Notification] = (),
+    ) -> None:
+        """Store a membership, ``audit`` and ``notifications`` atomically.
 
         Raises :class:`~tenant2fa.errors.UnknownTenant` or
-        :class:`~tenant2fa.errors.AlreadyMember` (storing nothing).
+        :class:`~tenant2fa.errors.AlreadyMember` (storing nothing), and
+        :class:`~tenant2fa.errors.ConcurrentChange` if ``actor`` is given and is no longer a
+        member of the tenant with exactly that role (see :meth:`remove_membership`).
         """
+        ...
+
+    def remove_membership(
+        self,
+        membership: Membership,
+        *,
+        actor: Membership | None,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+    ) -> None:
+        """Delete ``membership`` and store ``audit`` and ``notifications``, atomically, if it is
+        still exactly as given and the tenant keeps an owner.
+
+        The decision to remove rested on two roles, which must still hold when it is written:
+        raises :class:`~tenant2fa.errors.ConcurrentChange` if the member's role is no longer
+        ``membership.role``, or if ``actor`` is given and is no longer a member with
+        ``actor.role``. Raises :class:`~tenant2fa.errors.NotAMember` if the membership is gone,
+        and :class:`~tenant2fa.errors.LastOwner` if it is the tenant's only owner. Nothing is
+        stored in any of these cases. Concurrent removals and role changes in one tenant must
+        behave as if run one after the other (two owners demoting each other at once leave one).
+        """
+        ...
+
+    def change_role(
+        self,
+        membership: Membership,
+        role: Role,
+        *,
+        actor: Membership | None,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+    ) -> None:
+        """Give ``membership``'s member ``role``, and store ``audit`` and ``notifications``,
+        atomically; the same conditions and errors as :meth:`remove_membership` (demoting the
+        only owner raises :class:`~tenant2fa.errors.LastOwner`)."""
         ...
 
     def get_membership(self, tenant_id: str, user_id: str) -> Membership | None: ...
@@ -138,6 +185,12 @@ class Storage(Protocol):
 
     def tenants_of_user(self, user_id: str) -> list[TenantPolicy]:
         """The policies of every tenant ``user_id`` belongs to, ordered by tenant id."""
+        ...
+
+    def standings(self, user_id: str, *, actor_id: str | None) -> list[Standing]:
+        """Every tenant ``user_id`` belongs to, ordered by tenant id, with the user's role and
+        ``actor_id``'s role there (``None`` where the actor is no member, or with no actor),
+        read as one consistent snapshot."""
         ...
 
     # -- the user's factor -----------------------------------------------------------------
@@ -223,13 +276,40 @@ class Storage(Protocol):
         ...
 
     def reset_factor(
-        self, user_id: str, *, audit: AuditRecord, notifications: Sequence[Notification] = ()
+        self,
+        user_id: str,
+        *,
+        floor: datetime,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+        actor_id: str | None = None,
+        expected: Sequence[Standing] | None = None,
     ) -> int | None:
         """Remove the user's active and pending secrets and recovery codes, clear failures,
-        increment the epoch (``last_step`` is kept) and store ``audit`` and ``notifications``.
-        Returns the new epoch;
+        increment the epoch (``last_step`` is kept), raise ``identity_floor`` to ``floor`` (never
+        lower it) and store ``audit`` and ``notifications``. Returns the new epoch;
         ``None`` if there was neither an active nor a pending secret (even an expired one) nor a
-        failure counted (nothing changed)."""
+        failure counted (nothing changed).
+
+        With ``expected``, the decision to reset rested on the user's tenants and roles: if
+        :meth:`standings` for ``user_id`` and ``actor_id``, read in the same atomic step, is not
+        ``expected``, raise :class:`~tenant2fa.errors.ConcurrentChange` and change nothing.
+        """
+        ...
+
+    def unlock_factor(
+        self,
+        user_id: str,
+        *,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+        actor_id: str | None = None,
+        expected: Sequence[Standing] | None = None,
+    ) -> bool:
+        """Clear the user's failure counter (``failures = 0``, no ``last_failure_at``) and store
+        ``audit`` and ``notifications``, atomically, if any failure is counted; the secrets,
+        recovery codes, epoch and ``last_step`` stay. Returns ``False`` (nothing changed) if
+        there was nothing to clear. ``expected`` as for :meth:`reset_factor`."""
         ...
 
     def sealed_secrets(self, *, after_user_id: str | None, limit: int) -> list[SealedSecrets]:

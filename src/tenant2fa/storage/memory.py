@@ -13,8 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from tenant2fa.errors import AlreadyMember, TenantExists, UnknownTenant
+from tenant2fa.clock import later
+from tenant2fa.errors import (
+    AlreadyMember,
+    ConcurrentChange,
+    LastOwner,
+    NotAMember,
+    TenantExists,
+    UnknownTenant,
+)
 from tenant2fa.outbox import OutboxItem, OutboxState, with_codes_left
+from tenant2fa.policy import Membership, Role, Standing
 from tenant2fa.storage.base import Charge, FactorRecord, SealedSecrets
 from tenant2fa.throttle import allowance
 
@@ -24,7 +33,7 @@ if TYPE_CHECKING:
     from tenant2fa.audit import AuditQuery, AuditRecord
     from tenant2fa.enrollment import PendingEnrollment
     from tenant2fa.notify import Notification
-    from tenant2fa.policy import Membership, Role, TenantPolicy
+    from tenant2fa.policy import TenantPolicy
     from tenant2fa.recovery import RecoveryCodeSet
     from tenant2fa.throttle import ThrottleRules
 
@@ -114,20 +123,82 @@ class MemoryStorage:
             self._record(audit, notifications)
             return True
 
-    def add_membership(self, membership: Membership, audit: AuditRecord) -> None:
+    def add_membership(
+        self,
+        membership: Membership,
+        audit: AuditRecord,
+        *,
+        actor: Membership | None = None,
+        notifications: Sequence[Notification] = (),
+    ) -> None:
         with self._lock:
             key = (membership.tenant_id, membership.user_id)
             if membership.tenant_id not in self._tenants:
                 raise UnknownTenant(membership.tenant_id)
+            self._check_actor(actor)
             if key in self._members:
                 raise AlreadyMember(membership.tenant_id, membership.user_id)
             self._join(membership)
-            self._audit.append(audit)
+            self._record(audit, notifications)
 
     def _join(self, m: Membership) -> None:
         self._members[(m.tenant_id, m.user_id)] = m
         self._tenants_by_user.setdefault(m.user_id, set()).add(m.tenant_id)
         self._by_role.setdefault((m.tenant_id, m.role), set()).add(m.user_id)
+
+    def _leave(self, m: Membership) -> None:
+        del self._members[(m.tenant_id, m.user_id)]
+        self._tenants_by_user[m.user_id].discard(m.tenant_id)
+        self._by_role[(m.tenant_id, m.role)].discard(m.user_id)
+
+    def _check_actor(self, actor: Membership | None) -> None:
+        if actor is not None and self._members.get((actor.tenant_id, actor.user_id)) != actor:
+            raise ConcurrentChange("the acting member's role changed meanwhile")
+
+    def _check_change(self, membership: Membership, actor: Membership | None) -> None:
+        """The guards of remove_membership and change_role (the lock is held)."""
+        stored = self._members.get((membership.tenant_id, membership.user_id))
+        if stored is None:
+            raise NotAMember(membership.tenant_id, membership.user_id)
+        if stored != membership:
+            raise ConcurrentChange("the member's role changed meanwhile")
+        self._check_actor(actor)
+
+    def _check_owner_left(self, membership: Membership) -> None:
+        owners = self._by_role.get((membership.tenant_id, Role.OWNER), set())
+        if membership.role is Role.OWNER and owners <= {membership.user_id}:
+            raise LastOwner(membership.tenant_id)
+
+    def remove_membership(
+        self,
+        membership: Membership,
+        *,
+        actor: Membership | None,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+    ) -> None:
+        with self._lock:
+            self._check_change(membership, actor)
+            self._check_owner_left(membership)
+            self._leave(membership)
+            self._record(audit, notifications)
+
+    def change_role(
+        self,
+        membership: Membership,
+        role: Role,
+        *,
+        actor: Membership | None,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+    ) -> None:
+        with self._lock:
+            self._check_change(membership, actor)
+            if role is not Role.OWNER:
+                self._check_owner_left(membership)
+            self._leave(membership)
+            self._join(dataclasses.replace(membership, role=role))
+            self._record(audit, notifications)
 
     def get_membership(self, tenant_id: str, user_id: str) -> Membership | None:
         with self._lock:
@@ -146,6 +217,29 @@ class MemoryStorage:
         with self._lock:
             ids = sorted(self._tenants_by_user.get(user_id, ()))
             return [self._tenants[t] for t in ids]
+
+    def _standings(self, user_id: str, actor_id: str | None) -> list[Standing]:
+        found = []
+        for tenant_id in sorted(self._tenants_by_user.get(user_id, ())):
+            actor = None if actor_id is None else self._members.get((tenant_id, actor_id))
+            found.append(
+                Standing(
+                    policy=self._tenants[tenant_id],
+                    role=self._members[(tenant_id, user_id)].role,
+                    actor_role=None if actor is None else actor.role,
+                )
+            )
+        return found
+
+    def standings(self, user_id: str, *, actor_id: str | None) -> list[Standing]:
+        with self._lock:
+            return self._standings(user_id, actor_id)
+
+    def _check_standings(
+        self, user_id: str, actor_id: str | None, expected: Sequence[Standing] | None
+    ) -> None:
+        if expected is not None and self._standings(user_id, actor_id) != list(expected):
+            raise ConcurrentChange("the user's tenants or roles changed meanwhile")
 
     # -- the user's factor -----------------------------------------------------------------
 
@@ -280,19 +374,49 @@ class MemoryStorage:
             return epoch
 
     def reset_factor(
-        self, user_id: str, *, audit: AuditRecord, notifications: Sequence[Notification] = ()
+        self,
+        user_id: str,
+        *,
+        floor: datetime,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+        actor_id: str | None = None,
+        expected: Sequence[Standing] | None = None,
     ) -> int | None:
         with self._lock:
+            self._check_standings(user_id, actor_id, expected)
             factor = self._factor(user_id)
             if factor.secret is None and factor.pending is None and factor.failures == 0:
                 return None
             epoch = factor.epoch + 1
+            old_floor = factor.identity_floor
             self._factors[user_id] = FactorRecord(
-                user_id=user_id, last_step=factor.last_step, epoch=epoch
+                user_id=user_id,
+                last_step=factor.last_step,
+                epoch=epoch,
+                identity_floor=floor if old_floor is None else max(old_floor, floor),
             )
             self._recovery.pop(user_id, None)
             self._record(audit, notifications)
             return epoch
+
+    def unlock_factor(
+        self,
+        user_id: str,
+        *,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+        actor_id: str | None = None,
+        expected: Sequence[Standing] | None = None,
+    ) -> bool:
+        with self._lock:
+            self._check_standings(user_id, actor_id, expected)
+            factor = self._factor(user_id)
+            if factor.failures == 0:
+                return False
+            self._factors[user_id] = dataclasses.replace(factor, failures=0, last_failure_at=None)
+            self._record(audit, notifications)
+            return True
 
     def sealed_secrets(self, *, after_user_id: str | None, limit: int) -> list[SealedSecrets]:
         with self._lock:
@@ -343,6 +467,7 @@ class MemoryStorage:
         ids: Sequence[str] | None = None,
     ) -> list[OutboxItem]:
         wanted = None if ids is None else set(ids)
+        held_until = later(now, lease)
         claimed: list[OutboxItem] = []
         with self._lock:
             for key, entry in self._outbox.items():
@@ -358,7 +483,7 @@ class MemoryStorage:
                 ):
                     entry.attempts += 1
                     entry.claimant = claimant
-                    entry.claimed_until = now + lease
+                    entry.claimed_until = held_until
                     claimed.append(entry.item())
         return claimed
 

@@ -29,9 +29,17 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord
-from tenant2fa.clock import UTC
+from tenant2fa.clock import UTC, later
 from tenant2fa.enrollment import PendingEnrollment
-from tenant2fa.errors import AlreadyMember, StorageError, TenantExists, UnknownTenant
+from tenant2fa.errors import (
+    AlreadyMember,
+    ConcurrentChange,
+    LastOwner,
+    NotAMember,
+    StorageError,
+    TenantExists,
+    UnknownTenant,
+)
 from tenant2fa.outbox import (
     OutboxItem,
     OutboxState,
@@ -39,8 +47,9 @@ from tenant2fa.outbox import (
     encode_notification,
     with_codes_left,
 )
-from tenant2fa.policy import Membership, Role, TenantPolicy
+from tenant2fa.policy import Membership, Role, Standing, TenantPolicy
 from tenant2fa.storage.base import Charge, FactorRecord, SealedSecrets
+from tenant2fa.storage.files import create_private_file
 from tenant2fa.throttle import allowance
 
 if TYPE_CHECKING:
@@ -55,7 +64,7 @@ __all__ = ["SCHEMA_VERSION", "ExactText", "SQLAlchemyStorage", "alembic_render_i
 _T = TypeVar("_T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class ExactText(sa.types.TypeDecorator[str]):
@@ -126,6 +135,10 @@ def _blob(length: int | None = None) -> sa.types.TypeEngine[bytes]:
     return sa.LargeBinary(length).with_variant(mysql.VARBINARY(length), "mysql", "mariadb")
 
 
+# Names and audit details are Unicode text: on MySQL/MariaDB the tables say so themselves, rather
+# than take a server default that may be latin1 (where "😀 Acme" would not fit).
+_TABLE_OPTIONS: dict[str, Any] = {"mysql_charset": "utf8mb4"}
+
 metadata = sa.MetaData()
 """Our tables; pass it to Alembic's ``target_metadata`` (alongside your own) to migrate them."""
 
@@ -134,6 +147,7 @@ meta = sa.Table(
     metadata,
     sa.Column("key", _text(64), primary_key=True),
     sa.Column("value", sa.String(255), nullable=False),
+    **_TABLE_OPTIONS,
 )
 
 tenants = sa.Table(
@@ -145,6 +159,7 @@ tenants = sa.Table(
     sa.Column("activated_at", sa.BigInteger),
     sa.Column("grace_period_us", sa.BigInteger),
     sa.Column("version", sa.BigInteger, nullable=False, default=0),
+    **_TABLE_OPTIONS,
 )
 
 memberships = sa.Table(
@@ -160,6 +175,7 @@ memberships = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Index("t2fa_memberships_by_user", "user_id", "tenant_id"),
     sa.Index("t2fa_memberships_by_role", "tenant_id", "role", "user_id"),
+    **_TABLE_OPTIONS,
 )
 
 factors = sa.Table(
@@ -177,6 +193,8 @@ factors = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("last_failure_at", sa.BigInteger),
     sa.Column("recovery_salt", _blob(64)),
+    sa.Column("identity_floor", sa.BigInteger),
+    **_TABLE_OPTIONS,
 )
 
 recovery_codes = sa.Table(
@@ -185,6 +203,7 @@ recovery_codes = sa.Table(
     sa.Column("user_id", _id(), primary_key=True),
     sa.Column("digest", _blob(64), primary_key=True),
     sa.Column("used_at", sa.BigInteger),
+    **_TABLE_OPTIONS,
 )
 
 audit_log = sa.Table(
@@ -202,6 +221,7 @@ audit_log = sa.Table(
     sa.Index("t2fa_audit_by_user", "user_id", "at"),
     sa.Index("t2fa_audit_by_actor", "actor_id", "at"),
     sa.Index("t2fa_audit_by_time", "at"),
+    **_TABLE_OPTIONS,
 )
 
 
@@ -220,6 +240,7 @@ outbox = sa.Table(
     sa.Column("claimant", _text(64)),
     sa.Column("claimed_until", sa.BigInteger),
     sa.Index("t2fa_outbox_due", "state", "next_attempt_at"),
+    **_TABLE_OPTIONS,
 )
 
 
@@ -239,6 +260,28 @@ def _required_dt(value: int) -> datetime:
 
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 _RETRYABLE_MYSQL_CODES = {1213, 1205}  # deadlock found; lock wait timeout
+# Can't connect (local, TCP), server has gone away, lost connection during a query.
+_MYSQL_CONNECTION_CODES = frozenset({2002, 2003, 2006, 2013})
+
+
+def _describe(exc: DBAPIError) -> str:
+    """The driver's error, for a StorageError's message: its class and code, and its text only
+    for a connection problem. Other texts may quote the values a statement carried (MySQL's
+    "Incorrect string value: ..." and "... near '...'" do)."""
+    orig = exc.orig
+    name = type(orig).__name__
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    args = getattr(orig, "args", ())
+    code = sqlstate or (args[0] if args and isinstance(args[0], int) else None)
+    described = name if code is None else f"{name} ({code})"
+    text = str(orig).strip()
+    connecting = exc.connection_invalidated or (
+        isinstance(exc, sa.exc.OperationalError)
+        and (code is None or str(code).startswith("08") or code in _MYSQL_CONNECTION_CODES)
+    )
+    if connecting and text:
+        return f"{described}: {text.splitlines()[0]}"
+    return described
 
 
 def _retryable(exc: DBAPIError) -> bool:
@@ -266,6 +309,14 @@ class SQLAlchemyStorage:
     def __init__(self, engine: sa.Engine | str, *, retries: int = 5) -> None:
         if isinstance(engine, str):
             engine = sa.create_engine(engine, pool_pre_ping=True)
+        database = engine.url.database
+        in_memory = database in (None, "", ":memory:") or engine.url.query.get("uri")
+        if engine.dialect.name == "sqlite" and database and not in_memory:
+            # Readable by its owner only, from the first byte (see tenant2fa.storage.files).
+            try:
+                create_private_file(database)
+            except OSError as exc:
+                raise StorageError(f"cannot create the SQLite database file: {exc}") from exc
         self.engine = engine
         self._retries = retries
         self._sqlite = engine.dialect.name == "sqlite"
@@ -290,6 +341,7 @@ class SQLAlchemyStorage:
             for table in metadata.sorted_tables:
                 for index in table.indexes:
                     index.create(conn, checkfirst=True)
+            _add_missing_columns(conn)
             row = conn.execute(
                 sa.select(meta.c.value).where(meta.c.key == "schema_version")
             ).first()
@@ -330,11 +382,14 @@ class SQLAlchemyStorage:
                     or not _retryable(exc)
                     or attempt == self._retries
                 ):
-                    raise StorageError(
-                        f"database operation failed: {type(exc.orig).__name__}: {exc.orig}"
-                    ) from exc
+                    raise StorageError(f"database operation failed: {_describe(exc)}") from exc
             except SQLAlchemyError as exc:
                 raise StorageError(f"database operation failed: {type(exc).__name__}") from exc
+            except (OverflowError, UnicodeError) as exc:
+                # A value the driver cannot send (an int past 64 bits, a lone surrogate).
+                raise StorageError(
+                    f"the database cannot store a value: {type(exc).__name__}"
+                ) from exc
             time.sleep(min(0.5, 0.01 * 2**attempt) * (0.5 + random.random()))  # noqa: S311
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -476,19 +531,19 @@ class SQLAlchemyStorage:
 
         return self._run(work)
 
-    def add_membership(self, membership: Membership, audit: AuditRecord) -> None:
+    def add_membership(
+        self,
+        membership: Membership,
+        audit: AuditRecord,
+        *,
+        actor: Membership | None = None,
+        notifications: Sequence[Notification] = (),
+    ) -> None:
         def work(conn: sa.Connection) -> None:
-            tenant = conn.execute(
-                sa.select(tenants.c.tenant_id).where(tenants.c.tenant_id == membership.tenant_id)
-            ).first()
-            if tenant is None:
+            if not self._lock_tenant(conn, membership.tenant_id):
                 raise UnknownTenant(membership.tenant_id)
-            existing = conn.execute(
-                sa.select(memberships.c.role)
-                .where(memberships.c.tenant_id == membership.tenant_id)
-                .where(memberships.c.user_id == membership.user_id)
-            ).first()
-            if existing is not None:
+            self._check_actor(conn, actor)
+            if self._role_of(conn, membership.tenant_id, membership.user_id) is not None:
                 raise AlreadyMember(membership.tenant_id, membership.user_id)
             conn.execute(
                 memberships.insert().values(
@@ -497,7 +552,7 @@ class SQLAlchemyStorage:
                     role=membership.role.value,
                 )
             )
-            self._audit(conn, audit)
+            self._record(conn, audit, notifications)
 
         try:
             self._run(work)
@@ -505,6 +560,95 @@ class SQLAlchemyStorage:
             if isinstance(exc.__cause__, IntegrityError):
                 raise AlreadyMember(membership.tenant_id, membership.user_id) from None
             raise
+
+    @staticmethod
+    def _lock_tenant(conn: sa.Connection, tenant_id: str) -> bool:
+        """Lock the tenant's row until the transaction ends: membership changes in one tenant
+        (and its policy updates) then run one after the other. False if there is no tenant."""
+        row = conn.execute(
+            sa.select(tenants.c.tenant_id).where(tenants.c.tenant_id == tenant_id).with_for_update()
+        ).first()
+        return row is not None
+
+    @staticmethod
+    def _role_of(conn: sa.Connection, tenant_id: str, user_id: str) -> Role | None:
+        role = conn.execute(
+            sa.select(memberships.c.role)
+            .where(memberships.c.tenant_id == tenant_id)
+            .where(memberships.c.user_id == user_id)
+        ).scalar()
+        return None if role is None else Role(role)
+
+    def _check_actor(self, conn: sa.Connection, actor: Membership | None) -> None:
+        if actor is not None and self._role_of(conn, actor.tenant_id, actor.user_id) != actor.role:
+            raise ConcurrentChange("the acting member's role changed meanwhile")
+
+    def _check_change(
+        self,
+        conn: sa.Connection,
+        membership: Membership,
+        actor: Membership | None,
+        *,
+        losing_owner: bool,
+    ) -> None:
+        """The guards of remove_membership and change_role, under the tenant's row lock."""
+        if not self._lock_tenant(conn, membership.tenant_id):
+            raise NotAMember(membership.tenant_id, membership.user_id)
+        role = self._role_of(conn, membership.tenant_id, membership.user_id)
+        if role is None:
+            raise NotAMember(membership.tenant_id, membership.user_id)
+        if role is not membership.role:
+            raise ConcurrentChange("the member's role changed meanwhile")
+        self._check_actor(conn, actor)
+        if losing_owner and role is Role.OWNER:
+            owners = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(memberships)
+                .where(memberships.c.tenant_id == membership.tenant_id)
+                .where(memberships.c.role == Role.OWNER.value)
+            ).scalar_one()
+            if owners <= 1:
+                raise LastOwner(membership.tenant_id)
+
+    @staticmethod
+    def _membership_row(membership: Membership) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            memberships.c.tenant_id == membership.tenant_id,
+            memberships.c.user_id == membership.user_id,
+        )
+
+    def remove_membership(
+        self,
+        membership: Membership,
+        *,
+        actor: Membership | None,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+    ) -> None:
+        def work(conn: sa.Connection) -> None:
+            self._check_change(conn, membership, actor, losing_owner=True)
+            conn.execute(memberships.delete().where(self._membership_row(membership)))
+            self._record(conn, audit, notifications)
+
+        self._run(work)
+
+    def change_role(
+        self,
+        membership: Membership,
+        role: Role,
+        *,
+        actor: Membership | None,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+    ) -> None:
+        def work(conn: sa.Connection) -> None:
+            self._check_change(conn, membership, actor, losing_owner=role is not Role.OWNER)
+            conn.execute(
+                memberships.update().where(self._membership_row(membership)).values(role=role.value)
+            )
+            self._record(conn, audit, notifications)
+
+        self._run(work)
 
     def get_membership(self, tenant_id: str, user_id: str) -> Membership | None:
         row = self._run(
@@ -537,6 +681,48 @@ class SQLAlchemyStorage:
             ).all()
         )
         return [self._policy(row) for row in rows]
+
+    @classmethod
+    def _standings(cls, conn: sa.Connection, user_id: str, actor_id: str | None) -> list[Standing]:
+        actor = memberships.alias("actor")
+        rows = conn.execute(
+            sa.select(tenants, memberships.c.role, actor.c.role.label("actor_role"))
+            .join(memberships, memberships.c.tenant_id == tenants.c.tenant_id)
+            .outerjoin(
+                actor,
+                sa.and_(actor.c.tenant_id == tenants.c.tenant_id, actor.c.user_id == actor_id),
+            )
+            .where(memberships.c.user_id == user_id)
+            .order_by(tenants.c.tenant_id)
+        ).all()
+        return [
+            Standing(
+                policy=cls._policy(row),
+                role=Role(row.role),
+                actor_role=None if row.actor_role is None else Role(row.actor_role),
+            )
+            for row in rows
+        ]
+
+    def standings(self, user_id: str, *, actor_id: str | None) -> list[Standing]:
+        return self._run(lambda c: self._standings(c, user_id, actor_id))
+
+    def _check_standings(
+        self,
+        conn: sa.Connection,
+        user_id: str,
+        actor_id: str | None,
+        expected: Sequence[Standing] | None,
+    ) -> None:
+        """Under the lock of the user's factor row, the user's tenants and roles must still be
+        what the decision saw: any change after this read is ordered after the write."""
+        if expected is None:
+            return
+        conn.execute(
+            sa.select(factors.c.user_id).where(factors.c.user_id == user_id).with_for_update()
+        ).first()
+        if self._standings(conn, user_id, actor_id) != list(expected):
+            raise ConcurrentChange("the user's tenants or roles changed meanwhile")
 
     # -- the user's factor -----------------------------------------------------------------
 
@@ -573,6 +759,7 @@ class SQLAlchemyStorage:
             last_failure_at=_dt(row.last_failure_at),
             recovery_salt=None if row.recovery_salt is None else bytes(row.recovery_salt),
             recovery_codes_left=self._codes_left(conn, user_id),
+            identity_floor=_dt(row.identity_floor),
         )
 
     def get_factor(self, user_id: str) -> FactorRecord:
@@ -756,9 +943,18 @@ class SQLAlchemyStorage:
         return self._run(work)
 
     def reset_factor(
-        self, user_id: str, *, audit: AuditRecord, notifications: Sequence[Notification] = ()
+        self,
+        user_id: str,
+        *,
+        floor: datetime,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+        actor_id: str | None = None,
+        expected: Sequence[Standing] | None = None,
     ) -> int | None:
         def work(conn: sa.Connection) -> int | None:
+            self._check_standings(conn, user_id, actor_id, expected)
+            floor_us = _us(floor)
             result = conn.execute(
                 factors.update()
                 .where(factors.c.user_id == user_id)
@@ -780,6 +976,16 @@ class SQLAlchemyStorage:
                     failures=0,
                     last_failure_at=None,
                     recovery_salt=None,
+                    identity_floor=sa.case(
+                        (
+                            sa.or_(
+                                factors.c.identity_floor.is_(None),
+                                factors.c.identity_floor < floor_us,
+                            ),
+                            floor_us,
+                        ),
+                        else_=factors.c.identity_floor,
+                    ),
                 )
             )
             if result.rowcount != 1:
@@ -787,6 +993,30 @@ class SQLAlchemyStorage:
             conn.execute(recovery_codes.delete().where(recovery_codes.c.user_id == user_id))
             self._record(conn, audit, notifications)
             return self._epoch(conn, user_id)
+
+        return self._run(work)
+
+    def unlock_factor(
+        self,
+        user_id: str,
+        *,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+        actor_id: str | None = None,
+        expected: Sequence[Standing] | None = None,
+    ) -> bool:
+        def work(conn: sa.Connection) -> bool:
+            self._check_standings(conn, user_id, actor_id, expected)
+            result = conn.execute(
+                factors.update()
+                .where(factors.c.user_id == user_id)
+                .where(factors.c.failures > 0)
+                .values(failures=0, last_failure_at=None)
+            )
+            if result.rowcount != 1:
+                return False
+            self._record(conn, audit, notifications)
+            return True
 
         return self._run(work)
 
@@ -916,7 +1146,7 @@ class SQLAlchemyStorage:
                 .values(
                     attempts=outbox.c.attempts + 1,
                     claimant=claimant,
-                    claimed_until=_us(now + lease),
+                    claimed_until=_us(later(now, lease)),
                 )
             )
             rows = conn.execute(
@@ -968,6 +1198,27 @@ class SQLAlchemyStorage:
             stmt = stmt.where(outbox.c.state == state.value)
         rows = self._run(lambda c: c.execute(stmt.order_by(outbox.c.seq).limit(limit)).all())
         return [self._outbox_item(row) for row in rows]
+
+
+def _add_missing_columns(conn: sa.Connection) -> None:
+    """Add the columns a newer tenant2fa added to existing tables (``create_schema`` on a
+    database an older version made). Each such column is nullable, so old rows stay valid."""
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise StorageError(
+                    f"{table.name}.{column.name} is missing and cannot be added in place; "
+                    "migrate with Alembic (see docs/storage.md)"
+                )
+            kind = column.type.compile(dialect=conn.dialect)
+            name = conn.dialect.identifier_preparer.quote(column.name)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
 
 
 def _sqlite_immediate_transactions(engine: sa.Engine) -> None:

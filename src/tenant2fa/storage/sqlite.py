@@ -8,7 +8,9 @@ Safe for several threads and several processes on one database file:
   no other process can change the row in between);
 - ``SQLITE_BUSY`` that outlasts the timeout is retried a bounded number of times, then raised as
   :class:`~tenant2fa.errors.StorageError` (verification then fails closed);
-- one connection per thread; the schema carries a version and upgrades itself on first use.
+- one connection per thread; the schema carries a version and upgrades itself on first use;
+- a new database file is created with mode 0600 (its ``-wal`` and ``-shm`` files follow), so
+  that other local users cannot read it whatever the umask.
 
 Times are stored as integer microseconds since the Unix epoch (UTC), counters and time steps as
 SQLite INTEGER (64-bit).
@@ -28,9 +30,17 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord
-from tenant2fa.clock import UTC
+from tenant2fa.clock import UTC, later
 from tenant2fa.enrollment import PendingEnrollment
-from tenant2fa.errors import AlreadyMember, StorageError, TenantExists, UnknownTenant
+from tenant2fa.errors import (
+    AlreadyMember,
+    ConcurrentChange,
+    LastOwner,
+    NotAMember,
+    StorageError,
+    TenantExists,
+    UnknownTenant,
+)
 from tenant2fa.outbox import (
     OutboxItem,
     OutboxState,
@@ -38,8 +48,9 @@ from tenant2fa.outbox import (
     encode_notification,
     with_codes_left,
 )
-from tenant2fa.policy import Membership, Role, TenantPolicy
+from tenant2fa.policy import Membership, Role, Standing, TenantPolicy
 from tenant2fa.storage.base import Charge, FactorRecord, SealedSecrets
+from tenant2fa.storage.files import create_private_file
 from tenant2fa.throttle import allowance
 
 if TYPE_CHECKING:
@@ -54,7 +65,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 _T = TypeVar("_T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry upgrades the schema from version i to i + 1. Never edit a released entry: append.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -129,6 +140,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # key's order and filtering every member of the tenant by role.
         "CREATE INDEX t2fa_memberships_by_role ON t2fa_memberships (tenant_id, role, user_id)",
     ),
+    # 3: the identity floor a reset raises. The owners index of version 2 was widened before
+    # release (user_id added); a file made in between has the narrow one: make it again.
+    (
+        "ALTER TABLE t2fa_factors ADD COLUMN identity_floor INTEGER",
+        "DROP INDEX IF EXISTS t2fa_memberships_by_role",
+        "CREATE INDEX t2fa_memberships_by_role ON t2fa_memberships (tenant_id, role, user_id)",
+    ),
 )
 
 
@@ -186,6 +204,8 @@ class SQLiteStorage:
 
     def _open(self) -> sqlite3.Connection:
         try:
+            if self.path != ":memory:":
+                create_private_file(self.path)
             conn = sqlite3.connect(
                 self.path,
                 timeout=self._busy_ms / 1000,
@@ -197,7 +217,7 @@ class SQLiteStorage:
             conn.execute("PRAGMA synchronous = NORMAL")
             if self.path != ":memory:":
                 conn.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open SQLite database: {exc}") from exc
         if self._trace is not None:
             conn.set_trace_callback(self._trace)
@@ -304,6 +324,10 @@ class SQLiteStorage:
                 time.sleep(min(0.5, 0.01 * 2**attempt) * (0.5 + random.random()))  # noqa: S311
             except sqlite3.Error as exc:
                 raise StorageError(f"SQLite operation failed: {exc}") from exc
+            except (OverflowError, UnicodeError) as exc:
+                # A value SQLite cannot take (an int past 64 bits, a lone surrogate); the
+                # message may quote it, so only its type.
+                raise StorageError(f"SQLite cannot store a value: {type(exc).__name__}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager
@@ -456,13 +480,21 @@ class SQLiteStorage:
 
         return self._write(work)
 
-    def add_membership(self, membership: Membership, audit: AuditRecord) -> None:
+    def add_membership(
+        self,
+        membership: Membership,
+        audit: AuditRecord,
+        *,
+        actor: Membership | None = None,
+        notifications: Sequence[Notification] = (),
+    ) -> None:
         def work(conn: sqlite3.Connection) -> None:
             exists = conn.execute(
                 "SELECT 1 FROM t2fa_tenants WHERE tenant_id = ?", (membership.tenant_id,)
             ).fetchone()
             if exists is None:
                 raise UnknownTenant(membership.tenant_id)
+            self._check_actor(conn, actor)
             try:
                 conn.execute(
                     "INSERT INTO t2fa_memberships (tenant_id, user_id, role) VALUES (?, ?, ?)",
@@ -470,7 +502,79 @@ class SQLiteStorage:
                 )
             except sqlite3.IntegrityError:
                 raise AlreadyMember(membership.tenant_id, membership.user_id) from None
-            self._insert_audit(conn, audit)
+            self._record(conn, audit, notifications)
+
+        self._write(work)
+
+    @staticmethod
+    def _role_of(conn: sqlite3.Connection, tenant_id: str, user_id: str) -> Role | None:
+        row = conn.execute(
+            "SELECT role FROM t2fa_memberships WHERE tenant_id = ? AND user_id = ?",
+            (tenant_id, user_id),
+        ).fetchone()
+        return None if row is None else Role(row[0])
+
+    def _check_actor(self, conn: sqlite3.Connection, actor: Membership | None) -> None:
+        if actor is not None and self._role_of(conn, actor.tenant_id, actor.user_id) != actor.role:
+            raise ConcurrentChange("the acting member's role changed meanwhile")
+
+    def _check_change(
+        self,
+        conn: sqlite3.Connection,
+        membership: Membership,
+        actor: Membership | None,
+        *,
+        losing_owner: bool,
+    ) -> None:
+        """The guards of remove_membership and change_role; ``conn`` holds the write lock."""
+        role = self._role_of(conn, membership.tenant_id, membership.user_id)
+        if role is None:
+            raise NotAMember(membership.tenant_id, membership.user_id)
+        if role is not membership.role:
+            raise ConcurrentChange("the member's role changed meanwhile")
+        self._check_actor(conn, actor)
+        if losing_owner and role is Role.OWNER:
+            (owners,) = conn.execute(
+                "SELECT COUNT(*) FROM t2fa_memberships WHERE tenant_id = ? AND role = ?",
+                (membership.tenant_id, Role.OWNER.value),
+            ).fetchone()
+            if owners <= 1:
+                raise LastOwner(membership.tenant_id)
+
+    def remove_membership(
+        self,
+        membership: Membership,
+        *,
+        actor: Membership | None,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+    ) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            self._check_change(conn, membership, actor, losing_owner=True)
+            conn.execute(
+                "DELETE FROM t2fa_memberships WHERE tenant_id = ? AND user_id = ?",
+                (membership.tenant_id, membership.user_id),
+            )
+            self._record(conn, audit, notifications)
+
+        self._write(work)
+
+    def change_role(
+        self,
+        membership: Membership,
+        role: Role,
+        *,
+        actor: Membership | None,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+    ) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            self._check_change(conn, membership, actor, losing_owner=role is not Role.OWNER)
+            conn.execute(
+                "UPDATE t2fa_memberships SET role = ? WHERE tenant_id = ? AND user_id = ?",
+                (role.value, membership.tenant_id, membership.user_id),
+            )
+            self._record(conn, audit, notifications)
 
         self._write(work)
 
@@ -510,11 +614,44 @@ class SQLiteStorage:
         )
         return [self._policy(row) for row in rows]
 
+    def _standings(
+        self, conn: sqlite3.Connection, user_id: str, actor_id: str | None
+    ) -> list[Standing]:
+        columns = ", ".join(f"t.{c}" for c in self._POLICY_COLUMNS.split(", "))
+        rows = conn.execute(
+            f"SELECT {columns}, m.role, a.role FROM t2fa_memberships m "
+            "JOIN t2fa_tenants t ON t.tenant_id = m.tenant_id "
+            "LEFT JOIN t2fa_memberships a ON a.tenant_id = m.tenant_id AND a.user_id = ? "
+            "WHERE m.user_id = ? ORDER BY t.tenant_id",
+            (actor_id, user_id),
+        ).fetchall()
+        return [
+            Standing(
+                policy=self._policy(row[:6]),
+                role=Role(row[6]),
+                actor_role=None if row[7] is None else Role(row[7]),
+            )
+            for row in rows
+        ]
+
+    def standings(self, user_id: str, *, actor_id: str | None) -> list[Standing]:
+        return self._read(lambda c: self._standings(c, user_id, actor_id))
+
+    def _check_standings(
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        actor_id: str | None,
+        expected: Sequence[Standing] | None,
+    ) -> None:
+        if expected is not None and self._standings(conn, user_id, actor_id) != list(expected):
+            raise ConcurrentChange("the user's tenants or roles changed meanwhile")
+
     # -- the user's factor -----------------------------------------------------------------
 
     _FACTOR_COLUMNS = (
         "secret, activated_at, last_step, pending_id, pending_secret, pending_created_at, "
-        "pending_expires_at, epoch, failures, last_failure_at, recovery_salt"
+        "pending_expires_at, epoch, failures, last_failure_at, recovery_salt, identity_floor"
     )
 
     def _load_factor(self, conn: sqlite3.Connection, user_id: str) -> FactorRecord:
@@ -546,6 +683,7 @@ class SQLiteStorage:
             last_failure_at=_dt(row[9]),
             recovery_salt=row[10],
             recovery_codes_left=left,
+            identity_floor=_dt(row[11]),
         )
 
     @staticmethod
@@ -712,21 +850,55 @@ class SQLiteStorage:
         return self._write(work)
 
     def reset_factor(
-        self, user_id: str, *, audit: AuditRecord, notifications: Sequence[Notification] = ()
+        self,
+        user_id: str,
+        *,
+        floor: datetime,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+        actor_id: str | None = None,
+        expected: Sequence[Standing] | None = None,
     ) -> int | None:
         def work(conn: sqlite3.Connection) -> int | None:
+            self._check_standings(conn, user_id, actor_id, expected)
             cursor = conn.execute(
                 "UPDATE t2fa_factors SET secret = NULL, activated_at = NULL, pending_id = NULL, "
                 "pending_secret = NULL, pending_created_at = NULL, pending_expires_at = NULL, "
-                "epoch = epoch + 1, failures = 0, last_failure_at = NULL, recovery_salt = NULL "
-                "WHERE user_id = ? AND (secret IS NOT NULL OR pending_id IS NOT NULL OR failures > 0)",
-                (user_id,),
+                "epoch = epoch + 1, failures = 0, last_failure_at = NULL, recovery_salt = NULL, "
+                "identity_floor = CASE WHEN identity_floor IS NULL OR identity_floor < :floor "
+                "THEN :floor ELSE identity_floor END "
+                "WHERE user_id = :user_id "
+                "AND (secret IS NOT NULL OR pending_id IS NOT NULL OR failures > 0)",
+                {"user_id": user_id, "floor": _us(floor)},
             )
             if cursor.rowcount != 1:
                 return None
             conn.execute("DELETE FROM t2fa_recovery_codes WHERE user_id = ?", (user_id,))
             self._record(conn, audit, notifications)
             return self._epoch(conn, user_id)
+
+        return self._write(work)
+
+    def unlock_factor(
+        self,
+        user_id: str,
+        *,
+        audit: AuditRecord,
+        notifications: Sequence[Notification] = (),
+        actor_id: str | None = None,
+        expected: Sequence[Standing] | None = None,
+    ) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            self._check_standings(conn, user_id, actor_id, expected)
+            cursor = conn.execute(
+                "UPDATE t2fa_factors SET failures = 0, last_failure_at = NULL "
+                "WHERE user_id = ? AND failures > 0",
+                (user_id,),
+            )
+            if cursor.rowcount != 1:
+                return False
+            self._record(conn, audit, notifications)
+            return True
 
         return self._write(work)
 
@@ -856,7 +1028,7 @@ class SQLiteStorage:
                 conn.execute(
                     "UPDATE t2fa_outbox SET attempts = attempts + 1, claimant = ?, "
                     "claimed_until = ? WHERE seq = ?",
-                    (claimant, _us(now + lease), seq),
+                    (claimant, _us(later(now, lease)), seq),
                 )
                 row = conn.execute(
                     f"SELECT {self._OUTBOX_COLUMNS} FROM t2fa_outbox WHERE seq = ?", (seq,)

@@ -39,7 +39,7 @@ What the suite expects of the environment:
 - All times passed in are aware UTC datetimes at whole seconds, in 2026; backends must return
   equal, aware datetimes. Identifiers are short lowercase ASCII except where a test is about
   identifiers themselves.
-- A test may write a few dozen audit records; it reads them back with ``limit=1000``.
+- A test may write up to a hundred audit records; it reads them back with ``limit=1000``.
 
 pytest rewrites ``assert`` statements only in test modules; for detailed failure messages from
 this suite, add to your ``conftest.py``, before anything imports it::
@@ -52,7 +52,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -61,10 +61,17 @@ import pytest
 from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord, new_audit_record
 from tenant2fa.clock import UTC
 from tenant2fa.enrollment import PendingEnrollment
-from tenant2fa.errors import AlreadyMember, TenantExists, UnknownTenant
+from tenant2fa.errors import (
+    AlreadyMember,
+    ConcurrentChange,
+    LastOwner,
+    NotAMember,
+    TenantExists,
+    UnknownTenant,
+)
 from tenant2fa.notify import Notification, NotificationKind
 from tenant2fa.outbox import OutboxState
-from tenant2fa.policy import Membership, Role, TenantPolicy
+from tenant2fa.policy import Membership, Role, Standing, TenantPolicy
 from tenant2fa.recovery import RecoveryCodeSet
 from tenant2fa.storage.base import Charge, FactorRecord, SealedSecrets, Storage
 from tenant2fa.throttle import ThrottleRules, allowance
@@ -81,6 +88,9 @@ THREADS = 32
 
 CHARGE_THREADS = 50
 """How many threads charge an attempt at the same instant."""
+
+PAIRS = THREADS // 2
+"""How many tenants, each of two owners acting on each other, race at the same instant."""
 
 _WAIT = 60.0
 """Seconds a racing thread may wait for the others before the test fails instead of hanging."""
@@ -201,6 +211,9 @@ def _note(
     user_id: str = "bob",
     kind: NotificationKind = NotificationKind.TWO_FACTOR_ENABLED,
     at: datetime = T0,
+    role: str | None = None,
+    previous_role: str | None = None,
+    member_id: str | None = None,
 ) -> Notification:
     return Notification(
         notification_id=notification_id,
@@ -212,6 +225,10 @@ def _note(
         actor_id="olga",
         retry_at=at + timedelta(minutes=5),
         two_factor_on=True,
+        actor_role="owner",
+        role=role,
+        previous_role=previous_role,
+        member_id=member_id,
     )
 
 
@@ -219,6 +236,83 @@ def _outbox_ids(storage: Storage, state: OutboxState | None = None) -> list[str]
     return [
         item.notification.notification_id for item in storage.outbox_items(state=state, limit=1000)
     ]
+
+
+def _outbox(storage: Storage) -> list[Notification]:
+    return [item.notification for item in storage.outbox_items(limit=1000)]
+
+
+def _stored(storage: Storage, tenant_id: str) -> tuple[object, ...]:
+    """What a refused membership change must leave as it was: the tenant's members, the audit
+    log and the outbox."""
+    return storage.list_memberships(tenant_id), _audit_log(storage), _outbox_ids(storage)
+
+
+def _factor_stored(storage: Storage, user_id: str) -> tuple[object, ...]:
+    """What a refused change of a factor must leave as it was: the factor, the audit log and
+    the outbox."""
+    return storage.get_factor(user_id), _audit_log(storage), _outbox_ids(storage)
+
+
+def _remove(storage: Storage, membership: Membership, *, actor: Membership | None) -> None:
+    storage.remove_membership(
+        membership,
+        actor=actor,
+        audit=_audit(
+            AuditKind.MEMBER_REMOVED,
+            tenant_id=membership.tenant_id,
+            user_id=membership.user_id,
+            actor_id=None if actor is None else actor.user_id,
+        ),
+    )
+
+
+def _set_role(
+    storage: Storage, membership: Membership, role: Role, *, actor: Membership | None
+) -> None:
+    storage.change_role(
+        membership,
+        role,
+        actor=actor,
+        audit=_audit(
+            AuditKind.ROLE_CHANGED,
+            tenant_id=membership.tenant_id,
+            user_id=membership.user_id,
+            actor_id=None if actor is None else actor.user_id,
+            new=role.value,
+        ),
+    )
+
+
+def _owner_ids(storage: Storage, tenant_id: str) -> list[str]:
+    return [m.user_id for m in storage.list_memberships(tenant_id, role=Role.OWNER)]
+
+
+def _changes_of_standings(storage: Storage) -> dict[str, Callable[[], object]]:
+    """Set up bob (enrolled, with failures counted) in ``acme`` (owners olga and oscar) and
+    return changes that each alter ``standings("bob", actor_id="olga")``, to be made in order."""
+    acme = _new_tenant(storage, "acme", owner_id="olga")
+    _new_tenant(storage, "globex", owner_id="gina")
+    _join(storage, "acme", "bob")
+    _join(storage, "acme", "oscar", Role.OWNER)
+    _enroll(storage, "bob", recovery=_codes("a", "b"))
+    _fail(storage, "bob", 2)
+    switched_on = dataclasses.replace(
+        acme, two_factor_required=True, activated_at=_at(5), version=acme.version + 1
+    )
+    return {
+        "the user's role": lambda: _set_role(
+            storage, _member("acme", "bob"), Role.ADMIN, actor=None
+        ),
+        "the actor's role": lambda: _set_role(
+            storage, _member("acme", "olga", Role.OWNER), Role.ADMIN, actor=None
+        ),
+        "a tenant switched on": lambda: storage.update_tenant_policy(
+            switched_on, expected_version=acme.version, audit=_audit(at=_at(5))
+        ),
+        "a tenant joined": lambda: _join(storage, "globex", "bob"),
+        "a tenant left": lambda: _remove(storage, _member("globex", "bob"), actor=None),
+    }
 
 
 LEASE = timedelta(minutes=2)
@@ -249,6 +343,55 @@ def _race(count: int, attempt: Callable[[int], _R]) -> list[_R]:
     if errors:
         raise errors[0]
     return [results[i] for i in range(count)]
+
+
+_REFUSALS = (LastOwner, NotAMember, ConcurrentChange)
+"""What the loser of a race between membership changes in one tenant may get."""
+
+
+def _outcome(change: Callable[[], None]) -> str:
+    """``"ok"``, or the name of the refusal (one of :data:`_REFUSALS`) ``change`` met."""
+    try:
+        change()
+    except _REFUSALS as exc:
+        return type(exc).__name__
+    return "ok"
+
+
+def _two_owners_act_on_each_other(
+    storage: Storage, act: Callable[[Membership, Membership], None]
+) -> int:
+    """In each of :data:`PAIRS` tenants of two owners, both owners call ``act(self, other)``,
+    all at the same instant; twice, with fresh tenants. Exactly one of each pair must get
+    through, and that one must be its tenant's only owner afterwards. Returns how many pairs
+    raced."""
+    for round_ in range(2):
+        pairs = []
+        for k in range(PAIRS):
+            tenant_id = f"pair-{round_}-{k:02d}"
+            _new_tenant(storage, tenant_id, owner_id="ann")
+            ann = _member(tenant_id, "ann", Role.OWNER)
+            pairs.append((ann, _join(storage, tenant_id, "ben", Role.OWNER)))
+        _race_pairs(storage, pairs, act)
+    return 2 * PAIRS
+
+
+def _race_pairs(
+    storage: Storage,
+    pairs: list[tuple[Membership, Membership]],
+    act: Callable[[Membership, Membership], None],
+) -> None:
+    def attempt(i: int) -> str:
+        first, second = pairs[i // 2]
+        me, other = (first, second) if i % 2 == 0 else (second, first)
+        return _outcome(lambda: act(me, other))
+
+    outcomes = _race(2 * len(pairs), attempt)
+    for k, (first, second) in enumerate(pairs):
+        pair = outcomes[2 * k : 2 * k + 2]
+        assert pair.count("ok") == 1, f"{first.tenant_id}: {pair}"
+        winner = first if pair[0] == "ok" else second
+        assert _owner_ids(storage, first.tenant_id) == [winner.user_id], first.tenant_id
 
 
 class StorageConformance:
@@ -414,6 +557,389 @@ class StorageConformance:
         new = dataclasses.replace(policy, two_factor_required=True, activated_at=_at(9), version=1)
         assert storage.update_tenant_policy(new, expected_version=0, audit=_audit(at=_at(9)))
         assert storage.tenants_of_user("bob") == [new]
+
+    def test_add_membership_stores_its_notifications_with_it(self, storage: Storage) -> None:
+        _new_tenant(storage, "acme")
+        note = _note("added", kind=NotificationKind.MEMBER_ADDED, role="admin")
+        audit = _audit(AuditKind.MEMBER_ADDED, tenant_id="acme", user_id="bob", actor_id="olga")
+        storage.add_membership(
+            _member("acme", "bob", Role.ADMIN),
+            audit,
+            actor=_member("acme", "olga", Role.OWNER),
+            notifications=[note],
+        )
+        assert storage.get_membership("acme", "bob") == _member("acme", "bob", Role.ADMIN)
+        assert _audit_log(storage)[-1] == audit
+        assert _outbox(storage) == [note]
+
+    def test_add_membership_by_an_actor_whose_role_changed_or_who_left_raises_concurrent_change(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        _new_tenant(storage, "globex", owner_id="gina")
+        _join(storage, "acme", "adam", Role.ADMIN)
+        before = _stored(storage, "acme")
+        for stale in (
+            _member("acme", "adam", Role.OWNER),
+            _member("acme", "gone", Role.OWNER),
+            _member("acme", "gina", Role.OWNER),  # an owner, but of another tenant
+        ):
+            with pytest.raises(ConcurrentChange):
+                storage.add_membership(
+                    _member("acme", "bob"),
+                    _audit(AuditKind.MEMBER_ADDED, tenant_id="acme", user_id="bob"),
+                    actor=stale,
+                    notifications=[_note("never-added", kind=NotificationKind.MEMBER_ADDED)],
+                )
+        assert storage.get_membership("acme", "bob") is None
+        assert storage.tenants_of_user("bob") == []
+        assert _stored(storage, "acme") == before
+        storage.add_membership(
+            _member("acme", "bob"), _audit(), actor=_member("acme", "adam", Role.ADMIN)
+        )
+        assert storage.get_membership("acme", "bob") == _member("acme", "bob")
+
+    # -- standings -----------------------------------------------------------------------------
+
+    def test_standings_hold_the_users_and_the_actors_roles_in_each_tenant_of_the_user(
+        self, storage: Storage
+    ) -> None:
+        policies = {
+            tenant_id: _new_tenant(storage, tenant_id, owner_id=owner_id)
+            for tenant_id, owner_id in (
+                ("t-c", "carl"),
+                ("t-a", "olga"),
+                ("t-d", "olga"),
+                ("t-b", "gina"),
+            )
+        }
+        _join(storage, "t-c", "bob", Role.ADMIN)
+        _join(storage, "t-a", "bob")
+        _join(storage, "t-b", "bob", Role.OWNER)
+        _join(storage, "t-c", "olga")
+        assert storage.standings("bob", actor_id="olga") == [
+            Standing(policy=policies["t-a"], role=Role.MEMBER, actor_role=Role.OWNER),
+            Standing(policy=policies["t-b"], role=Role.OWNER, actor_role=None),
+            Standing(policy=policies["t-c"], role=Role.ADMIN, actor_role=Role.MEMBER),
+        ]
+        assert storage.standings("olga", actor_id="bob") == [
+            Standing(policy=policies["t-a"], role=Role.OWNER, actor_role=Role.MEMBER),
+            Standing(policy=policies["t-c"], role=Role.MEMBER, actor_role=Role.ADMIN),
+            Standing(policy=policies["t-d"], role=Role.OWNER, actor_role=None),
+        ]
+
+    def test_standings_have_no_actor_role_without_an_actor_or_for_a_stranger(
+        self, storage: Storage
+    ) -> None:
+        acme = _new_tenant(storage, "acme", owner_id="olga")
+        globex = _new_tenant(storage, "globex", owner_id="gina")
+        _join(storage, "acme", "bob", Role.ADMIN)
+        _join(storage, "globex", "bob")
+        alone = [
+            Standing(policy=acme, role=Role.ADMIN, actor_role=None),
+            Standing(policy=globex, role=Role.MEMBER, actor_role=None),
+        ]
+        assert storage.standings("bob", actor_id=None) == alone
+        assert storage.standings("bob", actor_id="nobody") == alone
+        assert storage.standings("bob", actor_id="Olga") == alone
+        assert storage.standings("bob", actor_id="bob") == [
+            Standing(policy=acme, role=Role.ADMIN, actor_role=Role.ADMIN),
+            Standing(policy=globex, role=Role.MEMBER, actor_role=Role.MEMBER),
+        ]
+        assert storage.standings("nobody", actor_id="olga") == []
+        assert storage.standings("nobody", actor_id=None) == []
+
+    def test_standings_follow_policies_roles_and_memberships_as_they_change(
+        self, storage: Storage
+    ) -> None:
+        acme = _new_tenant(storage, "acme", owner_id="olga")
+        globex = _new_tenant(storage, "globex", owner_id="olga")
+        bob = _join(storage, "acme", "bob")
+        _join(storage, "globex", "bob")
+        new = dataclasses.replace(acme, two_factor_required=True, activated_at=_at(9), version=1)
+        assert storage.update_tenant_policy(new, expected_version=0, audit=_audit(at=_at(9)))
+        _set_role(storage, bob, Role.ADMIN, actor=None)
+        _remove(storage, _member("globex", "bob"), actor=None)
+        assert storage.standings("bob", actor_id="olga") == [
+            Standing(policy=new, role=Role.ADMIN, actor_role=Role.OWNER)
+        ]
+        assert storage.standings("olga", actor_id="bob") == [
+            Standing(policy=new, role=Role.OWNER, actor_role=Role.ADMIN),
+            Standing(policy=globex, role=Role.OWNER, actor_role=None),
+        ]
+
+    # -- removing members and changing roles ---------------------------------------------------
+
+    def test_remove_membership_deletes_it_and_stores_audit_and_notifications(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        globex = _new_tenant(storage, "globex", owner_id="gina")
+        bob = _join(storage, "acme", "bob", Role.ADMIN)
+        _join(storage, "globex", "bob")
+        audit = _audit(
+            AuditKind.MEMBER_REMOVED, tenant_id="acme", user_id="bob", actor_id="olga", role="admin"
+        )
+        notes = [
+            _note("removed", kind=NotificationKind.MEMBER_REMOVED, previous_role="admin"),
+            _note("removed-2", kind=NotificationKind.MEMBER_REMOVED, user_id="olga"),
+        ]
+        storage.remove_membership(
+            bob, actor=_member("acme", "olga", Role.OWNER), audit=audit, notifications=notes
+        )
+        assert storage.get_membership("acme", "bob") is None
+        assert storage.list_memberships("acme") == [_member("acme", "olga", Role.OWNER)]
+        assert storage.list_memberships("acme", role=Role.ADMIN) == []
+        assert storage.tenants_of_user("bob") == [globex]
+        assert storage.standings("bob", actor_id=None) == [
+            Standing(policy=globex, role=Role.MEMBER)
+        ]
+        assert _audit_log(storage)[-1] == audit
+        assert _outbox(storage) == notes
+        # Nothing of the membership is left behind: bob may be added again, with another role.
+        _join(storage, "acme", "bob", Role.MEMBER)
+        assert storage.get_membership("acme", "bob") == _member("acme", "bob")
+
+    def test_remove_membership_of_a_non_member_raises_not_a_member_and_stores_nothing(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        _new_tenant(storage, "globex", owner_id="gina")
+        _join(storage, "globex", "bob")
+        bob = _join(storage, "acme", "bob")
+        olga = _member("acme", "olga", Role.OWNER)
+        _remove(storage, bob, actor=olga)
+        before = _stored(storage, "acme")
+        for gone in (bob, _member("ghost", "bob"), _member("acme", "Olga", Role.OWNER)):
+            with pytest.raises(NotAMember):
+                storage.remove_membership(
+                    gone,
+                    actor=olga,
+                    audit=_audit(AuditKind.MEMBER_REMOVED, tenant_id="acme", user_id="bob"),
+                    notifications=[_note("never-removed", kind=NotificationKind.MEMBER_REMOVED)],
+                )
+        assert _stored(storage, "acme") == before
+        assert storage.get_membership("globex", "bob") == _member("globex", "bob")
+
+    def test_remove_membership_whose_role_changed_raises_concurrent_change_and_stores_nothing(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        _join(storage, "acme", "bob", Role.ADMIN)
+        _join(storage, "acme", "oscar", Role.OWNER)
+        olga = _member("acme", "olga", Role.OWNER)
+        before = _stored(storage, "acme")
+        for stale in (
+            _member("acme", "bob", Role.MEMBER),
+            _member("acme", "bob", Role.OWNER),
+            _member("acme", "oscar", Role.ADMIN),
+        ):
+            with pytest.raises(ConcurrentChange):
+                storage.remove_membership(
+                    stale,
+                    actor=olga,
+                    audit=_audit(AuditKind.MEMBER_REMOVED, tenant_id="acme", user_id="bob"),
+                    notifications=[_note("never-removed", kind=NotificationKind.MEMBER_REMOVED)],
+                )
+        assert _stored(storage, "acme") == before
+
+    def test_remove_membership_by_an_actor_whose_role_changed_or_who_left_raises_concurrent_change(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        _new_tenant(storage, "globex", owner_id="gina")
+        bob = _join(storage, "acme", "bob")
+        _join(storage, "acme", "adam", Role.ADMIN)
+        before = _stored(storage, "acme")
+        for stale in (
+            _member("acme", "adam", Role.OWNER),
+            _member("acme", "adam", Role.MEMBER),
+            _member("acme", "gone", Role.OWNER),
+            _member("acme", "gina", Role.OWNER),  # an owner, but of another tenant
+        ):
+            with pytest.raises(ConcurrentChange):
+                storage.remove_membership(
+                    bob,
+                    actor=stale,
+                    audit=_audit(AuditKind.MEMBER_REMOVED, tenant_id="acme", user_id="bob"),
+                    notifications=[_note("never-removed", kind=NotificationKind.MEMBER_REMOVED)],
+                )
+        assert _stored(storage, "acme") == before
+        _remove(storage, bob, actor=_member("acme", "adam", Role.ADMIN))
+        assert storage.get_membership("acme", "bob") is None
+
+    def test_remove_membership_of_the_only_owner_raises_last_owner_and_stores_nothing(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        _join(storage, "acme", "adam", Role.ADMIN)
+        _new_tenant(storage, "globex", owner_id="gina")
+        _join(storage, "globex", "olga", Role.OWNER)  # an owner elsewhere does not count
+        olga = _member("acme", "olga", Role.OWNER)
+        before = _stored(storage, "acme")
+        for actor in (None, olga):  # the operator, or olga leaving
+            with pytest.raises(LastOwner):
+                storage.remove_membership(
+                    olga,
+                    actor=actor,
+                    audit=_audit(AuditKind.MEMBER_REMOVED, tenant_id="acme", user_id="olga"),
+                    notifications=[_note("never-removed", kind=NotificationKind.MEMBER_REMOVED)],
+                )
+        assert _stored(storage, "acme") == before
+
+    def test_remove_membership_of_one_of_two_owners_succeeds_and_leaves_the_other_the_last(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        olga = _member("acme", "olga", Role.OWNER)
+        oscar = _join(storage, "acme", "oscar", Role.OWNER)
+        _remove(storage, oscar, actor=olga)
+        assert _owner_ids(storage, "acme") == ["olga"]
+        with pytest.raises(LastOwner):
+            _remove(storage, olga, actor=None)
+        # An owner may leave while another one stays.
+        _join(storage, "acme", "oscar", Role.OWNER)
+        _remove(storage, olga, actor=olga)
+        assert storage.list_memberships("acme") == [oscar]
+
+    def test_change_role_gives_the_new_role_and_stores_audit_and_notifications(
+        self, storage: Storage
+    ) -> None:
+        acme = _new_tenant(storage, "acme", owner_id="olga")
+        bob = _join(storage, "acme", "bob")
+        audit = _audit(
+            AuditKind.ROLE_CHANGED,
+            tenant_id="acme",
+            user_id="bob",
+            actor_id="olga",
+            old="member",
+            new="admin",
+        )
+        notes = [
+            _note(
+                "to-bob", kind=NotificationKind.ROLE_CHANGED, role="admin", previous_role="member"
+            ),
+            _note(
+                "to-olga",
+                kind=NotificationKind.ROLE_CHANGED,
+                user_id="olga",
+                role="admin",
+                previous_role="member",
+                member_id="bob",
+            ),
+        ]
+        storage.change_role(
+            bob,
+            Role.ADMIN,
+            actor=_member("acme", "olga", Role.OWNER),
+            audit=audit,
+            notifications=notes,
+        )
+        admin = _member("acme", "bob", Role.ADMIN)
+        assert storage.get_membership("acme", "bob") == admin
+        assert storage.list_memberships("acme", role=Role.ADMIN) == [admin]
+        assert storage.list_memberships("acme", role=Role.MEMBER) == []
+        assert storage.standings("bob", actor_id="olga") == [
+            Standing(policy=acme, role=Role.ADMIN, actor_role=Role.OWNER)
+        ]
+        assert _audit_log(storage)[-1] == audit
+        assert _outbox(storage) == notes
+
+    def test_change_role_of_a_non_member_raises_not_a_member_and_stores_nothing(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        _new_tenant(storage, "globex", owner_id="gina")
+        _join(storage, "globex", "bob")
+        olga = _member("acme", "olga", Role.OWNER)
+        before = _stored(storage, "acme")
+        for gone in (_member("acme", "bob"), _member("ghost", "bob")):
+            with pytest.raises(NotAMember):
+                storage.change_role(
+                    gone,
+                    Role.ADMIN,
+                    actor=olga,
+                    audit=_audit(AuditKind.ROLE_CHANGED, tenant_id="acme", user_id="bob"),
+                    notifications=[_note("never-changed", kind=NotificationKind.ROLE_CHANGED)],
+                )
+        assert _stored(storage, "acme") == before
+        assert storage.get_membership("globex", "bob") == _member("globex", "bob")
+
+    def test_change_role_from_a_stale_role_or_by_a_changed_actor_raises_concurrent_change(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        bob = _join(storage, "acme", "bob")
+        _join(storage, "acme", "adam", Role.ADMIN)
+        olga = _member("acme", "olga", Role.OWNER)
+        before = _stored(storage, "acme")
+        attempts = [
+            (_member("acme", "bob", Role.ADMIN), olga),
+            (_member("acme", "bob", Role.OWNER), olga),
+            (bob, _member("acme", "adam", Role.OWNER)),
+            (bob, _member("acme", "gone", Role.OWNER)),
+        ]
+        for member, actor in attempts:
+            with pytest.raises(ConcurrentChange):
+                storage.change_role(
+                    member,
+                    Role.ADMIN,
+                    actor=actor,
+                    audit=_audit(AuditKind.ROLE_CHANGED, tenant_id="acme", user_id="bob"),
+                    notifications=[_note("never-changed", kind=NotificationKind.ROLE_CHANGED)],
+                )
+        assert _stored(storage, "acme") == before
+
+    def test_change_role_may_promote_a_member_to_owner_beside_the_only_owner(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        bob = _join(storage, "acme", "bob")
+        _set_role(storage, bob, Role.OWNER, actor=_member("acme", "olga", Role.OWNER))
+        assert _owner_ids(storage, "acme") == ["bob", "olga"]
+        # Owners made that way count: the first owner may now step down.
+        _set_role(storage, _member("acme", "olga", Role.OWNER), Role.MEMBER, actor=None)
+        assert _owner_ids(storage, "acme") == ["bob"]
+
+    def test_change_role_of_the_only_owner_to_another_role_raises_last_owner_and_stores_nothing(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        _join(storage, "acme", "adam", Role.ADMIN)
+        olga = _member("acme", "olga", Role.OWNER)
+        before = _stored(storage, "acme")
+        for role in (Role.ADMIN, Role.MEMBER):
+            for actor in (None, olga):
+                with pytest.raises(LastOwner):
+                    storage.change_role(
+                        olga,
+                        role,
+                        actor=actor,
+                        audit=_audit(AuditKind.ROLE_CHANGED, tenant_id="acme", user_id="olga"),
+                        notifications=[_note("never-changed", kind=NotificationKind.ROLE_CHANGED)],
+                    )
+        assert _stored(storage, "acme") == before
+
+    def test_change_role_of_the_only_owner_to_owner_is_no_demotion(self, storage: Storage) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        olga = _member("acme", "olga", Role.OWNER)
+        audit = _audit(AuditKind.ROLE_CHANGED, tenant_id="acme", user_id="olga", new="owner")
+        storage.change_role(olga, Role.OWNER, actor=olga, audit=audit)
+        assert storage.list_memberships("acme") == [olga]
+        assert _audit_log(storage)[-1] == audit
+
+    def test_change_role_of_one_of_two_owners_demotes_it_and_leaves_the_other_the_last(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        olga = _member("acme", "olga", Role.OWNER)
+        oscar = _join(storage, "acme", "oscar", Role.OWNER)
+        _set_role(storage, oscar, Role.ADMIN, actor=oscar)  # stepping down
+        assert _owner_ids(storage, "acme") == ["olga"]
+        assert storage.get_membership("acme", "oscar") == _member("acme", "oscar", Role.ADMIN)
+        with pytest.raises(LastOwner):
+            _set_role(storage, olga, Role.MEMBER, actor=olga)
+        assert _owner_ids(storage, "acme") == ["olga"]
 
     # -- the factor record and pending enrollments ---------------------------------------------
 
@@ -859,7 +1385,7 @@ class StorageConformance:
         storage.save_pending("bob", _pending("p2", created_at=_at(5)), audit=_audit())
         _fail(storage, "bob", 4, at=_at(6))
         audit = _audit(AuditKind.TWO_FACTOR_RESET, at=_at(7), tenant_id="acme", user_id="bob")
-        new_epoch = storage.reset_factor("bob", audit=audit)
+        new_epoch = storage.reset_factor("bob", floor=T0, audit=audit)
         assert new_epoch == epoch + 1
         after = storage.get_factor("bob")
         assert after.secret is None
@@ -875,7 +1401,7 @@ class StorageConformance:
     def test_reset_factor_of_a_pending_enrollment_removes_it(self, storage: Storage) -> None:
         storage.save_pending("bob", _pending("p1"), audit=_audit())
         before = storage.get_factor("bob")
-        assert storage.reset_factor("bob", audit=_audit()) == before.epoch + 1
+        assert storage.reset_factor("bob", floor=T0, audit=_audit()) == before.epoch + 1
         after = storage.get_factor("bob")
         assert (after.pending, after.secret, after.epoch) == (None, None, before.epoch + 1)
         assert (
@@ -892,7 +1418,7 @@ class StorageConformance:
         long_ago = datetime(2000, 1, 1, tzinfo=UTC)
         storage.save_pending("bob", _pending("p1", created_at=long_ago), audit=_audit())
         before = storage.get_factor("bob")
-        assert storage.reset_factor("bob", audit=_audit()) == before.epoch + 1
+        assert storage.reset_factor("bob", floor=T0, audit=_audit()) == before.epoch + 1
         assert storage.get_factor("bob").pending is None
 
     def test_reset_factor_of_a_user_with_only_failures_clears_them(self, storage: Storage) -> None:
@@ -903,7 +1429,7 @@ class StorageConformance:
         assert storage.charge_attempt("bob", now=_at(9), rules=rules).locked_for_good
         before = storage.get_factor("bob")
         audit = _audit(AuditKind.TWO_FACTOR_RESET, at=_at(10), user_id="bob")
-        assert storage.reset_factor("bob", audit=audit) == before.epoch + 1
+        assert storage.reset_factor("bob", floor=T0, audit=audit) == before.epoch + 1
         after = storage.get_factor("bob")
         assert (after.failures, after.epoch) == (0, before.epoch + 1)
         assert storage.charge_attempt("bob", now=_at(10), rules=rules).allowed
@@ -912,18 +1438,18 @@ class StorageConformance:
     def test_reset_factor_with_nothing_to_reset_returns_none_and_changes_nothing(
         self, storage: Storage
     ) -> None:
-        assert storage.reset_factor("nobody", audit=_audit()) is None
+        assert storage.reset_factor("nobody", floor=T0, audit=_audit()) is None
         assert storage.get_factor("nobody") == FactorRecord(user_id="nobody")
         _enroll(storage, "ann")
-        assert storage.reset_factor("ann", audit=_audit())
+        assert storage.reset_factor("ann", floor=T0, audit=_audit())
         reset_ann, log = storage.get_factor("ann"), _audit_log(storage)
-        assert storage.reset_factor("ann", audit=_audit()) is None
+        assert storage.reset_factor("ann", floor=T0, audit=_audit()) is None
         assert storage.get_factor("ann") == reset_ann
         assert _audit_log(storage) == log
 
     def test_reset_factor_keeps_used_time_steps_closed(self, storage: Storage) -> None:
         _enroll(storage, "bob", step=1000)
-        assert storage.reset_factor("bob", audit=_audit())
+        assert storage.reset_factor("bob", floor=T0, audit=_audit())
         storage.save_pending("bob", _pending("again", created_at=_at(60)), audit=_audit())
         recovery = _codes("x")
         assert (
@@ -935,6 +1461,186 @@ class StorageConformance:
         assert storage.activate_pending(
             "bob", pending_id="again", step=1001, now=_at(60), recovery=recovery, audit=_audit()
         )
+
+    def test_reset_factor_sets_the_identity_floor(self, storage: Storage) -> None:
+        _enroll(storage, "bob")
+        assert storage.get_factor("bob").identity_floor is None
+        assert storage.reset_factor("bob", floor=_at(60), audit=_audit(at=_at(60)))
+        assert storage.get_factor("bob").identity_floor == _at(60)
+
+    def test_reset_factor_raises_the_identity_floor_and_never_lowers_it(
+        self, storage: Storage
+    ) -> None:
+        for floor, expected in ((60, 60), (30, 60), (60, 60), (90, 90)):
+            _fail(storage, "bob", 1)
+            assert storage.reset_factor("bob", floor=_at(floor), audit=_audit()), floor
+            assert storage.get_factor("bob").identity_floor == _at(expected), floor
+        # A reset that finds nothing to reset changes nothing, the floor included.
+        assert storage.reset_factor("bob", floor=_at(120), audit=_audit()) is None
+        assert storage.get_factor("bob").identity_floor == _at(90)
+
+    def test_the_identity_floor_stays_through_every_other_change_of_the_factor(
+        self, storage: Storage
+    ) -> None:
+        _fail(storage, "bob", 1)
+        assert storage.reset_factor("bob", floor=_at(60), audit=_audit())
+
+        def kept(after: str) -> None:
+            assert storage.get_factor("bob").identity_floor == _at(60), f"after {after}"
+
+        storage.save_pending("bob", _pending("p1", created_at=_at(61)), audit=_audit())
+        kept("save_pending")
+        _fail(storage, "bob", 1, at=_at(61))
+        kept("charge_attempt")
+        epoch = storage.activate_pending(
+            "bob",
+            pending_id="p1",
+            step=2000,
+            now=_at(62),
+            recovery=_codes("a", "b"),
+            audit=_audit(),
+        )
+        assert epoch is not None
+        kept("activate_pending")
+        assert storage.record_code_success(
+            "bob", step=2001, expected_epoch=epoch, now=_at(63), audit=_audit()
+        )
+        kept("record_code_success")
+        assert _consume(storage, "bob", "a", at=_at(64)) == 1
+        kept("consume_recovery_code")
+        assert storage.replace_recovery_codes(
+            "bob", recovery=_codes("x"), expected_epoch=epoch, audit=_audit()
+        )
+        kept("replace_recovery_codes")
+        _fail(storage, "bob", 1, at=_at(65))
+        assert storage.unlock_factor("bob", audit=_audit())
+        kept("unlock_factor")
+        (sealed,) = storage.sealed_secrets(after_user_id=None, limit=10)
+        assert storage.rewrap_secrets(sealed, dataclasses.replace(sealed, secret=b"rewrapped"))
+        kept("rewrap_secrets")
+
+    def test_reset_factor_with_the_standings_it_expects_resets(self, storage: Storage) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        _new_tenant(storage, "globex", owner_id="gina")
+        _join(storage, "acme", "bob")
+        _join(storage, "globex", "bob", Role.ADMIN)
+        epoch = _enroll(storage, "bob")
+        expected = tuple(storage.standings("bob", actor_id="olga"))
+        audit = _audit(AuditKind.TWO_FACTOR_RESET, tenant_id="acme", user_id="bob")
+        assert (
+            storage.reset_factor(
+                "bob",
+                floor=T0,
+                audit=audit,
+                notifications=[_note("reset", kind=NotificationKind.TWO_FACTOR_RESET)],
+                actor_id="olga",
+                expected=expected,
+            )
+            == epoch + 1
+        )
+        assert storage.get_factor("bob").secret is None
+        assert _audit_log(storage)[-1] == audit
+        assert _outbox_ids(storage) == ["reset"]
+        # A user in no tenant at all: the operator's decision rested on that.
+        _fail(storage, "nomad", 1)
+        assert storage.reset_factor("nomad", floor=T0, audit=_audit(), expected=[]) == 1
+
+    def test_reset_factor_with_stale_standings_raises_concurrent_change_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        for what, change in _changes_of_standings(storage).items():
+            expected = storage.standings("bob", actor_id="olga")
+            change()
+            assert storage.standings("bob", actor_id="olga") != expected, what
+            before = _factor_stored(storage, "bob")
+            with pytest.raises(ConcurrentChange):
+                storage.reset_factor(
+                    "bob",
+                    floor=_at(60),
+                    audit=_audit(AuditKind.TWO_FACTOR_RESET, user_id="bob"),
+                    notifications=[_note("never-reset", kind=NotificationKind.TWO_FACTOR_RESET)],
+                    actor_id="olga",
+                    expected=expected,
+                )
+            assert _factor_stored(storage, "bob") == before, what
+        assert storage.get_factor("bob").identity_floor is None
+        assert _consume(storage, "bob", "a") == 1
+
+    # -- unlock_factor -------------------------------------------------------------------------
+
+    def test_unlock_factor_clears_failures_and_keeps_everything_else(
+        self, storage: Storage
+    ) -> None:
+        epoch = _enroll(storage, "bob", step=1000, recovery=_codes("a", "b", "c"))
+        assert _consume(storage, "bob", "a") == 2
+        storage.save_pending("bob", _pending("p2", created_at=_at(5)), audit=_audit())
+        second = timedelta(seconds=1)
+        rules = ThrottleRules(free_failures=1, max_failures=2, base_delay=second, max_delay=second)
+        for now in (_at(6), _at(7)):
+            assert storage.charge_attempt("bob", now=now, rules=rules).allowed
+        assert storage.charge_attempt("bob", now=_at(9), rules=rules).locked_for_good
+        before = storage.get_factor("bob")
+        audit = _audit(AuditKind.TWO_FACTOR_UNLOCKED, at=_at(10), tenant_id="acme", user_id="bob")
+        note = _note("unlocked", kind=NotificationKind.TWO_FACTOR_UNLOCKED)
+        assert storage.unlock_factor("bob", audit=audit, notifications=[note]) is True
+        after = storage.get_factor("bob")
+        assert after == dataclasses.replace(before, failures=0, last_failure_at=None)
+        assert after.epoch == epoch
+        assert _audit_log(storage)[-1] == audit
+        assert _outbox(storage) == [note]
+        assert storage.charge_attempt("bob", now=_at(10), rules=rules).allowed
+        assert _consume(storage, "bob", "b") == 1
+        assert storage.record_code_success(
+            "bob", step=1001, expected_epoch=epoch, now=_at(10), audit=_audit()
+        )
+
+    def test_unlock_factor_with_no_failure_counted_returns_false_and_stores_nothing(
+        self, storage: Storage
+    ) -> None:
+        _enroll(storage, "bob")
+        _fail(storage, "bob", 1)
+        assert storage.unlock_factor("bob", audit=_audit())
+        before = _factor_stored(storage, "bob")
+        for user_id in ("bob", "nobody"):
+            unlocked = storage.unlock_factor(
+                user_id,
+                audit=_audit(AuditKind.TWO_FACTOR_UNLOCKED, user_id=user_id),
+                notifications=[_note("never-unlocked", kind=NotificationKind.TWO_FACTOR_UNLOCKED)],
+            )
+            assert unlocked is False, user_id
+        assert _factor_stored(storage, "bob") == before
+        assert storage.get_factor("nobody") == FactorRecord(user_id="nobody")
+
+    def test_unlock_factor_with_the_standings_it_expects_unlocks(self, storage: Storage) -> None:
+        _new_tenant(storage, "acme", owner_id="olga")
+        _join(storage, "acme", "bob")
+        _fail(storage, "bob", 3)
+        expected = tuple(storage.standings("bob", actor_id="olga"))
+        assert storage.unlock_factor("bob", audit=_audit(), actor_id="olga", expected=expected)
+        assert storage.get_factor("bob").failures == 0
+        _fail(storage, "nomad", 1)
+        assert storage.unlock_factor("nomad", audit=_audit(), expected=[])
+
+    def test_unlock_factor_with_stale_standings_raises_concurrent_change_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        for what, change in _changes_of_standings(storage).items():
+            expected = storage.standings("bob", actor_id="olga")
+            change()
+            assert storage.standings("bob", actor_id="olga") != expected, what
+            before = _factor_stored(storage, "bob")
+            with pytest.raises(ConcurrentChange):
+                storage.unlock_factor(
+                    "bob",
+                    audit=_audit(AuditKind.TWO_FACTOR_UNLOCKED, user_id="bob"),
+                    notifications=[
+                        _note("never-unlocked", kind=NotificationKind.TWO_FACTOR_UNLOCKED)
+                    ],
+                    actor_id="olga",
+                    expected=expected,
+                )
+            assert _factor_stored(storage, "bob") == before, what
+        assert storage.get_factor("bob").failures == 2
 
     # -- audit ---------------------------------------------------------------------------------
 
@@ -1059,7 +1765,7 @@ class StorageConformance:
         _fail(storage, "ben", 3)
         ann = storage.get_factor("ann")
         assert _consume(storage, "ben", "a") == 1
-        assert storage.reset_factor("ben", audit=_audit())
+        assert storage.reset_factor("ben", floor=T0, audit=_audit())
         assert storage.get_factor("ann") == ann
         assert (ann.secret, ann.last_step, ann.failures) == (b"ann", 1000, 0)
         assert _consume(storage, "ann", "a") == 1
@@ -1255,6 +1961,73 @@ class StorageConformance:
         assert _consume(storage, "bob", f"code-{loser}") is None
         assert _consume(storage, "bob", f"code-{winner}") == 0
 
+    def test_two_owners_removing_each_other_at_once_leave_exactly_one_owner(
+        self, storage: Storage
+    ) -> None:
+        raced = _two_owners_act_on_each_other(
+            storage, lambda me, other: _remove(storage, other, actor=me)
+        )
+        kinds = frozenset({AuditKind.MEMBER_REMOVED})
+        assert len(storage.audit_records(AuditQuery(kinds=kinds, limit=1000))) == raced
+
+    def test_two_owners_demoting_each_other_at_once_leave_exactly_one_owner(
+        self, storage: Storage
+    ) -> None:
+        raced = _two_owners_act_on_each_other(
+            storage, lambda me, other: _set_role(storage, other, Role.ADMIN, actor=me)
+        )
+        kinds = frozenset({AuditKind.ROLE_CHANGED})
+        assert len(storage.audit_records(AuditQuery(kinds=kinds, limit=1000))) == raced
+
+    def test_an_owner_removing_another_who_demotes_them_at_once_leaves_exactly_one_owner(
+        self, storage: Storage
+    ) -> None:
+        def act(me: Membership, other: Membership) -> None:
+            if me.user_id == "ann":
+                _remove(storage, other, actor=me)
+            else:
+                _set_role(storage, other, Role.MEMBER, actor=me)
+
+        raced = _two_owners_act_on_each_other(storage, act)
+        kinds = frozenset({AuditKind.MEMBER_REMOVED, AuditKind.ROLE_CHANGED})
+        assert len(storage.audit_records(AuditQuery(kinds=kinds, limit=1000))) == raced
+
+    def test_every_owner_stepping_down_at_once_leaves_exactly_one_owner(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme", owner_id="owner-00")
+        owners = [_member("acme", "owner-00", Role.OWNER)]
+        owners += [_join(storage, "acme", f"owner-{i:02d}", Role.OWNER) for i in range(1, THREADS)]
+
+        def step_down(i: int) -> str:
+            return _outcome(lambda: _set_role(storage, owners[i], Role.ADMIN, actor=owners[i]))
+
+        outcomes = _race(THREADS, step_down)
+        assert outcomes.count("ok") == THREADS - 1
+        assert outcomes.count("LastOwner") == 1
+        last = owners[outcomes.index("LastOwner")]
+        assert _owner_ids(storage, "acme") == [last.user_id]
+        assert len(storage.list_memberships("acme", role=Role.ADMIN)) == THREADS - 1
+        kinds = frozenset({AuditKind.ROLE_CHANGED})
+        assert len(storage.audit_records(AuditQuery(kinds=kinds, limit=1000))) == THREADS - 1
+
+    def test_every_owner_leaving_at_once_leaves_exactly_one_owner(self, storage: Storage) -> None:
+        _new_tenant(storage, "acme", owner_id="owner-00")
+        owners = [_member("acme", "owner-00", Role.OWNER)]
+        owners += [_join(storage, "acme", f"owner-{i:02d}", Role.OWNER) for i in range(1, THREADS)]
+        _join(storage, "acme", "bob")
+
+        def leave(i: int) -> str:
+            return _outcome(lambda: _remove(storage, owners[i], actor=owners[i]))
+
+        outcomes = _race(THREADS, leave)
+        assert outcomes.count("ok") == THREADS - 1
+        assert outcomes.count("LastOwner") == 1
+        last = owners[outcomes.index("LastOwner")]
+        assert storage.list_memberships("acme") == sorted(
+            [last, _member("acme", "bob")], key=lambda m: m.user_id
+        )
+
     # -- the outbox: notifications are stored with the change they report ----------------------
 
     def test_notifications_are_stored_with_each_change_that_carries_them(
@@ -1266,6 +2039,23 @@ class StorageConformance:
             expected_version=0,
             audit=_audit(),
             notifications=[_note("toggle-1", user_id="olga"), _note("toggle-2", user_id="oscar")],
+        )
+        olga = _member("acme", "olga", Role.OWNER)
+        storage.add_membership(
+            _member("acme", "bob"), _audit(), actor=olga, notifications=[_note("added")]
+        )
+        storage.change_role(
+            _member("acme", "bob"),
+            Role.ADMIN,
+            actor=olga,
+            audit=_audit(),
+            notifications=[_note("role"), _note("role-owner", user_id="olga", member_id="bob")],
+        )
+        storage.remove_membership(
+            _member("acme", "bob", Role.ADMIN),
+            actor=olga,
+            audit=_audit(),
+            notifications=[_note("removed")],
         )
         storage.save_pending("bob", _pending("p1"), audit=_audit())
         assert storage.activate_pending(
@@ -1293,19 +2083,27 @@ class StorageConformance:
             notifications=[_note("regenerated")],
         )
         storage.append_audit(_audit(), notifications=[_note("locked")])
-        assert storage.reset_factor("bob", audit=_audit(), notifications=[_note("reset")])
+        _fail(storage, "bob", 1)
+        assert storage.unlock_factor("bob", audit=_audit(), notifications=[_note("unlocked")])
+        assert storage.reset_factor("bob", floor=T0, audit=_audit(), notifications=[_note("reset")])
         assert _outbox_ids(storage) == [
             "toggle-1",
             "toggle-2",
+            "added",
+            "role",
+            "role-owner",
+            "removed",
             "enabled",
             "used",
             "regenerated",
             "locked",
+            "unlocked",
             "reset",
         ]
         items = storage.outbox_items(limit=1000)
         assert all(item.state is OutboxState.PENDING and item.attempts == 0 for item in items)
         assert items[0].notification == _note("toggle-1", user_id="olga")
+        assert items[4].notification == _note("role-owner", user_id="olga", member_id="bob")
 
     def test_a_refused_change_stores_none_of_its_notifications(self, storage: Storage) -> None:
         policy = _new_tenant(storage, "acme")
@@ -1315,6 +2113,59 @@ class StorageConformance:
             audit=_audit(),
             notifications=[_note("stale-toggle")],
         )
+        olga = _member("acme", "olga", Role.OWNER)
+        refusals: list[tuple[type[Exception], Callable[[Sequence[Notification]], None]]] = [
+            (
+                AlreadyMember,
+                lambda notes: storage.add_membership(olga, _audit(), notifications=notes),
+            ),
+            (
+                UnknownTenant,
+                lambda notes: storage.add_membership(
+                    _member("ghost", "bob"), _audit(), notifications=notes
+                ),
+            ),
+            (
+                ConcurrentChange,
+                lambda notes: storage.add_membership(
+                    _member("acme", "bob"),
+                    _audit(),
+                    actor=_member("acme", "olga", Role.ADMIN),
+                    notifications=notes,
+                ),
+            ),
+            (
+                NotAMember,
+                lambda notes: storage.remove_membership(
+                    _member("acme", "bob"), actor=olga, audit=_audit(), notifications=notes
+                ),
+            ),
+            (
+                LastOwner,
+                lambda notes: storage.remove_membership(
+                    olga, actor=olga, audit=_audit(), notifications=notes
+                ),
+            ),
+            (
+                LastOwner,
+                lambda notes: storage.change_role(
+                    olga, Role.ADMIN, actor=None, audit=_audit(), notifications=notes
+                ),
+            ),
+            (
+                ConcurrentChange,
+                lambda notes: storage.change_role(
+                    _member("acme", "olga", Role.ADMIN),
+                    Role.OWNER,
+                    actor=None,
+                    audit=_audit(),
+                    notifications=notes,
+                ),
+            ),
+        ]
+        for i, (refusal, change) in enumerate(refusals):
+            with pytest.raises(refusal):
+                change([_note(f"never-{i}")])
         assert (
             storage.activate_pending(
                 "bob",
@@ -1348,9 +2199,29 @@ class StorageConformance:
             is None
         )
         assert (
-            storage.reset_factor("bob", audit=_audit(), notifications=[_note("never-reset")])
+            storage.reset_factor(
+                "bob", floor=T0, audit=_audit(), notifications=[_note("never-reset")]
+            )
             is None
         )
+        assert not storage.unlock_factor(
+            "bob", audit=_audit(), notifications=[_note("never-unlocked")]
+        )
+        # With a failure counted both would change something, but not from a stale view.
+        _fail(storage, "bob", 1)
+        stale = [Standing(policy=policy, role=Role.MEMBER)]
+        with pytest.raises(ConcurrentChange):
+            storage.reset_factor(
+                "bob",
+                floor=T0,
+                audit=_audit(),
+                notifications=[_note("never-reset-stale")],
+                expected=stale,
+            )
+        with pytest.raises(ConcurrentChange):
+            storage.unlock_factor(
+                "bob", audit=_audit(), notifications=[_note("never-unlocked-stale")], expected=stale
+            )
         assert _outbox_ids(storage) == []
 
     def test_a_recovery_code_notification_is_stored_with_the_codes_left(

@@ -8,9 +8,14 @@ Needs the ``testing`` extra (``pip install tenant2fa[testing]``)::
     @given(t2st.code_inputs())
     def test_code_page_never_crashes(client, code): ...
 
-Every datetime drawn here is timezone-aware UTC, as the library requires. Identifiers are valid for
-every public call (1 to 255 printable characters, no colon, no leading or trailing whitespace, so
-they also work as the account label of an ``otpauth://`` URI).
+Every datetime drawn here is timezone-aware UTC, as the library requires. The identifiers of
+:func:`tenant_ids` and :func:`user_ids` are valid for every public call (1 to 255 printable
+characters, no colon, no leading or trailing whitespace, so they also work as the account label of an
+``otpauth://`` URI).
+
+The ``extreme_*`` and :func:`hostile_identifiers` strategies draw what a careless or hostile caller
+passes instead: values at and past every bound, and values of the wrong type. Every public call must
+answer them with a result or a :class:`~tenant2fa.errors.Tenant2FAError`, never another exception.
 """
 
 from __future__ import annotations
@@ -31,9 +36,13 @@ if TYPE_CHECKING:
 __all__ = [
     "clock_moves",
     "code_inputs",
+    "extreme_datetimes",
+    "extreme_timedeltas",
+    "hostile_identifiers",
     "login_sessions",
     "malformed_codes",
     "memberships",
+    "recovery_code_inputs",
     "roles",
     "tenant_ids",
     "tenant_policies",
@@ -398,4 +407,170 @@ def login_sessions(
         user_id if user_id is not None else user_ids(),
         authenticated_at if authenticated_at is not None else utc_datetimes(),
         epoch if epoch is not None else st.integers(min_value=0, max_value=3),
+    )
+
+
+# -- values at and past every bound -------------------------------------------------------------
+
+_FOUR_BYTE_CHAR = "\U0001f600"  # four bytes of UTF-8, two code units of UTF-16
+_NOT_TEXT: tuple[object, ...] = (
+    None,
+    True,
+    0,
+    -1,
+    2**64,
+    1.5,
+    float("nan"),
+    b"bytes",
+    bytearray(b"bytes"),
+    ["a"],
+    ("a",),
+    {"a": "b"},
+    Role.OWNER,
+    datetime(2026, 1, 1, tzinfo=UTC),
+    object(),
+)
+_EDGE_IDENTIFIERS = (
+    # At the bound (accepted) and one past it (refused), in one-, two- and four-byte UTF-8.
+    "a",
+    "a" * 255,
+    "\u00e9" * 255,
+    _FOUR_BYTE_CHAR * 255,
+    "",
+    "a" * 256,
+    _FOUR_BYTE_CHAR * 256,
+    "a" * 100_000,
+    # Control, invisible and bidirectional characters.
+    "\x00",
+    "a\x00b",
+    "a\nb",
+    "\t",
+    "\x7f",
+    "\u200b",
+    "\u202eevil",
+    # Lone surrogates: valid in a Python str, but no UTF-8 database can store them.
+    "\ud800",
+    "a\udfffb",
+    "\udc80",
+    # Accepted as ids, though not as the account label of an otpauth:// URI.
+    " ",
+    " leading",
+    "trailing ",
+    "colon:id",
+)
+
+
+def _any_text(max_size: int) -> SearchStrategy[str]:
+    # st.characters() leaves out surrogates unless asked for them.
+    return st.text(st.characters() | st.characters(categories=["Cs"]), max_size=max_size)
+
+
+def hostile_identifiers() -> SearchStrategy[object]:
+    """What an id or name parameter may receive from a careless or hostile caller.
+
+    Text of 0, 1, 255, 256 and 100,000 characters (in one-, two- and four-byte UTF-8), lengths around
+    the 255-character bound, control characters, NUL, invisible and bidirectional characters, lone
+    surrogates, arbitrary text, and values that are not a ``str`` at all. Every public call must
+    accept such a value or refuse it with :class:`~tenant2fa.errors.InvalidInput`.
+    """
+    return st.one_of(
+        st.sampled_from(_EDGE_IDENTIFIERS),
+        st.integers(min_value=250, max_value=260).map(lambda n: "x" * n),
+        _any_text(max_size=20),
+        st.sampled_from(_NOT_TEXT),
+        st.integers(),
+        st.binary(max_size=8),
+    )
+
+
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EXTREME_INSTANTS = (
+    _FIRST,
+    _FIRST + timedelta(microseconds=1),
+    _FIRST + timedelta(seconds=30),
+    _UNIX_EPOCH - timedelta(microseconds=1),
+    _UNIX_EPOCH,
+    datetime(2038, 1, 19, 3, 14, 8, tzinfo=UTC),  # 2**31 seconds after the epoch
+    _LAST - timedelta(seconds=30),
+    _LAST - timedelta(microseconds=1),
+    _LAST,  # 9999-12-31T23:59:59.999999 UTC
+)
+
+
+def extreme_datetimes() -> SearchStrategy[datetime]:
+    """Aware UTC datetimes at the ends of :class:`~datetime.datetime`'s range (the year 1 and
+    9999-12-31T23:59:59.999999), around the Unix epoch and 2038, and anywhere in between.
+
+    For clocks set wrong, and for the stored times that later arithmetic must not overflow on.
+    """
+    return st.one_of(st.sampled_from(_EXTREME_INSTANTS), st.datetimes(timezones=st.just(UTC)))
+
+
+_EXTREME_DELTAS = (
+    timedelta.min,
+    timedelta.max,
+    timedelta(0),
+    timedelta(microseconds=1),
+    timedelta(microseconds=-1),
+    timedelta(days=-1),
+    timedelta(days=90),
+    timedelta(days=90, microseconds=1),
+    timedelta(days=3650),
+    timedelta(days=10**6),
+    _LAST - _FIRST,
+)
+
+
+def extreme_timedeltas() -> SearchStrategy[timedelta]:
+    """:class:`~datetime.timedelta` values at the ends of its range (``timedelta.min`` and
+    ``timedelta.max``), zero, one microsecond either way, around the 90-day grace-period bound, the
+    whole span of :class:`~datetime.datetime`, and anywhere in between."""
+    return st.one_of(st.sampled_from(_EXTREME_DELTAS), st.timedeltas())
+
+
+_RECOVERY_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_NOT_RECOVERY_CODES = (
+    "",
+    "ABCD-EFGH-JKMN-PQR",
+    "ABCD-EFGH-JKMN-PQRST",
+    "ABCD-EFGH-JKMN-PQRU",  # U is not in Crockford's alphabet
+    "ABCD_EFGH_JKMN_PQRS",
+    "ABCD-EFGH-JKMN-PQRS\x00",
+    "\uff21BCD-EFGH-JKMN-PQRS",  # a full-width A
+    # Non-ASCII letters that str.upper() turns into ASCII ones: long s, sharp s, dotless i.
+    "ABCD-EFGH-JKMN-PQR\u017f",
+    "ABCD-EFGH-JKMN-PQ\u00df",
+    "ABCD-EFGH-JKMN-PQR\u0131",
+    "\ud800" * 16,
+    "123456",
+    "A" * 100_000,
+)
+
+
+@st.composite
+def _typed_recovery_codes(draw: st.DrawFn) -> str:
+    # O, I and L are Crockford look-alikes the library folds to 0, 1 and 1.
+    raw = draw(st.text(_RECOVERY_ALPHABET + "OIL", min_size=16, max_size=16))
+    separator = draw(st.sampled_from(["-", " ", ""]))
+    text = separator.join(raw[i : i + 4] for i in range(0, 16, 4))
+    return draw(st.sampled_from([text, text.lower(), f" {text} "]))
+
+
+def recovery_code_inputs() -> SearchStrategy[object]:
+    """What a recovery-code field can receive.
+
+    Codes in the shapes people type them (grouped by hyphens or spaces or not at all, any case,
+    with the look-alikes O, I and L), almost all of them wrong; and junk: wrong lengths, letters
+    outside Crockford's alphabet, non-ASCII letters that ``str.upper()`` folds to ASCII, full-width
+    forms, lone surrogates, huge strings, TOTP codes, arbitrary text, and values that are not a
+    ``str``.
+    """
+    return st.one_of(
+        _typed_recovery_codes(),
+        st.sampled_from(_NOT_RECOVERY_CODES),
+        _any_text(max_size=40),
+        st.sampled_from(_NOT_TEXT),
+        st.integers(),
     )
