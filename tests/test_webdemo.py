@@ -4,7 +4,9 @@ The demo is the reference integration, so what it must get right is pinned here,
 without a browser: every POST needs the session's CSRF token; only an owner sees or changes the
 Two-factor authentication toggle; the cookie holds a random id and nothing else, and changes
 when privileges do; no secret is ever in a cookie, a URL or a redirect; every step page answers
-as the user guide says. tests/test_browser.py walks the whole guide in a real browser.
+as the user guide says; the mailbox shows each signed-in person only their own mail; no page can
+be framed; only behind a proxy does X-Forwarded-Proto count. tests/test_browser.py walks the whole
+guide in a real browser.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from flask import Flask
+from flask import request as flask_request
 from flask.testing import FlaskClient
+from markupsafe import escape
 from werkzeug.test import TestResponse
 
 from tenant2fa import AuditKind, Config, LoginSession, Reason, RecoveryCodeHasher, totp
+from tenant2fa.notify import render
 from tenant2fa.testing import FakeClock
 from tenant2fa.webdemo import create_app
 from tenant2fa.webdemo.app import MESSAGES, PRODUCT, demo_of
@@ -404,6 +409,90 @@ def test_no_secret_is_ever_in_a_url_a_redirect_or_a_cookie(app: Flask, clock: Fa
     assert "<img" not in page
 
 
+# -- behind a proxy, and framing ---------------------------------------------------------------
+
+
+def _session_cookie_header(
+    app: Flask, headers: dict[str, str], base_url: str = "http://localhost"
+) -> str:
+    """The Set-Cookie header of the session a new browser gets on the sign-in page."""
+    response = app.test_client().get("/sign-in", headers=headers, base_url=base_url)
+    assert response.status_code == 200
+    [header] = response.headers.getlist("Set-Cookie")
+    assert header.startswith(f"{COOKIE_NAME}=")
+    return header
+
+
+def test_only_behind_a_proxy_does_x_forwarded_proto_make_the_session_cookie_secure(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    https = {"X-Forwarded-Proto": "https"}
+    direct = make_app(tmp_path / "direct.sqlite3", clock)
+    proxied = make_app(tmp_path / "proxied.sqlite3", clock, behind_proxy=True)
+    # Without the option the header is the client's word, and counts for nothing.
+    assert "; Secure" not in _session_cookie_header(direct, https)
+    assert "; Secure" in _session_cookie_header(direct, {}, "https://localhost")
+    # Behind the proxy, its header says how the browser came in.
+    assert "; Secure" in _session_cookie_header(proxied, https)
+    assert "; Secure" not in _session_cookie_header(proxied, {})
+    http = {"X-Forwarded-Proto": "http"}
+    assert "; Secure" not in _session_cookie_header(proxied, http)
+
+
+def test_behind_a_proxy_no_forwarded_header_but_the_scheme_is_trusted(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    app = make_app(tmp_path / "demo.sqlite3", clock, behind_proxy=True)
+
+    @app.get("/test-only/request")
+    def seen() -> dict[str, str]:
+        return {
+            "scheme": flask_request.scheme,
+            "remote_addr": str(flask_request.remote_addr),
+            "host": flask_request.host,
+            "script_root": flask_request.script_root,
+        }
+
+    forwarded = {
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-For": "203.0.113.9",
+        "X-Forwarded-Host": "attacker.example",
+        "X-Forwarded-Port": "8443",
+        "X-Forwarded-Prefix": "/elsewhere",
+    }
+    answer = app.test_client().get("/test-only/request", headers=forwarded)
+    assert answer.json == {
+        "scheme": "https",
+        "remote_addr": "127.0.0.1",
+        "host": "localhost",
+        "script_root": "",
+    }
+
+
+def test_no_page_may_be_framed(app: Flask, clock: FakeClock) -> None:
+    bob = Person(app, "bob@example.com")
+    answers = [
+        bob.client.get("/sign-in"),
+        bob.client.get("/t/tenant-a"),  # signed out: a redirect
+        bob.client.get("/static/demo.css"),
+    ]
+    bob.sign_in()
+    answers += [
+        bob.client.get("/t/tenant-a"),
+        bob.client.get("/mailbox"),
+        bob.client.get("/t/tenant-a/settings/authentication"),
+        bob.client.get("/t/tenant-z"),
+    ]
+    assert [a.status_code for a in answers] == [200, 302, 200, 200, 200, 403, 404]
+    assert "You're signed in to Tenant A" in answers[3].text
+    assert "<h1>Mailbox</h1>" in answers[4].text
+    for answer in answers:
+        assert answer.headers.get("X-Frame-Options") == "DENY"
+        policy = [part.strip() for part in answer.headers["Content-Security-Policy"].split(";")]
+        assert "frame-ancestors 'none'" in policy
+        answer.close()
+
+
 # -- the step pages --------------------------------------------------------------------------
 
 
@@ -492,6 +581,70 @@ def test_a_wrong_code_at_enrollment_keeps_the_same_qr_code_and_says_why(
     assert KEY.findall(olga.page) == [first.group(1)]
 
 
+# -- the mailbox -------------------------------------------------------------------------------
+
+
+def mail_to_olga_and_bob(app: Flask, clock: FakeClock) -> dict[str, list[str]]:
+    """Olga switches 2FA on in Tenant B (its owners hear of it), then Bob enables it (he gets a
+    confirmation). Returns the subjects sent to each user id so far, escaped as a page shows them
+    (other mail, such as notices of the seeding, is counted in too)."""
+    olga = Person(app, "olga@example.com")
+    olga.sign_in()
+    switch_two_factor(olga, "tenant-b", "on")
+    clock.advance(seconds=60)
+    bob = Person(app, "bob@example.com")
+    bob.sign_in()
+    enable_two_factor(bob, Phone(clock), "tenant-a")
+    sent = demo_of(app).mailbox
+    assert sent is not None
+    subjects: dict[str, list[str]] = {}
+    for note in sent.sent:
+        subject = str(escape(render(note, product=PRODUCT).subject))
+        subjects.setdefault(note.user_id, []).append(subject)
+    # Each of the two got a message the other did not.
+    assert set(subjects["olga"]) - set(subjects["bob"])
+    assert set(subjects["bob"]) - set(subjects["olga"])
+    return subjects
+
+
+def test_the_mailbox_needs_a_sign_in_and_shows_no_mail_before(app: Flask, clock: FakeClock) -> None:
+    subjects = mail_to_olga_and_bob(app, clock)
+    stranger = Person(app, "carol@example.com")
+    answer = stranger.client.get("/mailbox")
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == "/sign-in"
+    page = stranger.get("/mailbox")
+    assert "<h1>Sign in</h1>" in page
+    assert stranger.locations[-1].endswith("/sign-in")
+    for subject in (s for own in subjects.values() for s in own):
+        assert subject not in page
+    assert "@example.com" not in page
+    assert '<article class="mail">' not in page
+    # Nor does the header of a page for signed-out visitors point to it.
+    assert "/mailbox" not in page
+
+
+def test_the_mailbox_shows_each_person_only_their_own_mail(app: Flask, clock: FakeClock) -> None:
+    subjects = mail_to_olga_and_bob(app, clock)
+    people = {"olga": "olga@example.com", "bob": "bob@example.com", "carol": "carol@example.com"}
+    for user_id, email in people.items():
+        own = subjects.get(user_id, [])
+        others = {s for other, sent in subjects.items() if other != user_id for s in sent}
+        person = Person(app, email)
+        person.sign_in()
+        page = person.get("/mailbox")
+        assert page.count('<article class="mail">') == len(own)
+        assert page.count(f"To {email} ") == len(own)
+        for subject in own:
+            assert subject in page
+        for subject in others - set(own):
+            assert subject not in page
+        for other in people.values():
+            assert other == email or f"To {other}" not in page
+        if not own:
+            assert "No e-mail yet." in page
+
+
 # -- start-up, restarts, e-mail --------------------------------------------------------------
 
 
@@ -577,3 +730,46 @@ def test_with_smtp_the_confirmation_email_goes_to_the_mail_server(
     subjects = [(m["To"], m["Subject"]) for m in catcher.messages]
     assert ("olga@example.com", f"Two-factor authentication enabled for {PRODUCT}") in subjects
     assert f"127.0.0.1:{port}" in olga.get("/mailbox")
+
+
+def test_an_owner_unlocks_a_locked_member_and_only_an_owner_can(
+    app: Flask, clock: FakeClock
+) -> None:
+    olga = Person(app, "olga@example.com")
+    olga.sign_in()
+    switch_two_factor(olga, "tenant-b", "on")
+    phone = Phone(clock)
+    enable_two_factor(olga, phone, "tenant-b")
+    bob = Person(app, "bob@example.com")
+    bob.sign_in()
+    enable_two_factor(bob, phone, "tenant-b")
+    bob.sign_out()
+    clock.advance(seconds=30)
+    bob.sign_in()
+    bob.get("/t/tenant-b")
+    right = phone.code(bob)
+    wrong = next(c for c in ("111111", "222222", "333333") if c != right)
+    while "Too many attempts" not in bob.page:
+        bob.post("/t/tenant-b/2fa/code", {"code": wrong})
+    tf = demo_of(app).tf
+    assert tf.user_status("bob").locked
+    unlock = "/t/tenant-b/settings/members/bob/unlock"
+    # A member cannot unlock anyone, even signed in with her second factor and a valid CSRF
+    # token of her own: the refusal is the library's.
+    carol = Person(app, "carol@example.com")
+    carol.sign_in()
+    enable_two_factor(carol, phone, "tenant-b")
+    assert carol.post(unlock).status_code == 403
+    assert tf.user_status("bob").locked
+    page = olga.get("/t/tenant-b/settings/authentication")
+    assert unlock in page
+    assert olga.post(unlock).status_code == 200
+    assert "can try codes again" in olga.page
+    status = tf.user_status("bob")
+    assert not status.locked
+    assert status.state.is_enrolled
+    assert "Enter your code" in bob.get("/t/tenant-b")
+    bob.post("/t/tenant-b/2fa/code", {"code": phone.code(bob)})
+    assert bob.locations[-1].endswith("/t/tenant-b")
+    record = tf.audit_log(kinds=frozenset({AuditKind.TWO_FACTOR_UNLOCKED}))[0]
+    assert (record.user_id, record.actor_id) == ("bob", "olga")

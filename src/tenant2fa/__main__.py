@@ -37,6 +37,13 @@ def _demo(argv: list[str]) -> int:
         "instead of showing them on the demo's mailbox page",
     )
     parser.add_argument(
+        "--behind-proxy",
+        action="store_true",
+        help="the demo runs behind a TLS-terminating reverse proxy that sets X-Forwarded-Proto: "
+        "trust that header (and no other forwarded header), so that the session cookie is Secure "
+        "over HTTPS. Only with such a proxy: otherwise any client could send the header",
+    )
+    parser.add_argument(
         "--terminal",
         action="store_true",
         help="tell the story in the terminal instead, with a simulated phone (no Flask needed)",
@@ -63,7 +70,13 @@ def _demo(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    return serve(host=args.host, port=args.port, db_path=args.db or DEMO_DB, smtp=args.smtp)
+    return serve(
+        host=args.host,
+        port=args.port,
+        db_path=args.db or DEMO_DB,
+        smtp=args.smtp,
+        behind_proxy=args.behind_proxy,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

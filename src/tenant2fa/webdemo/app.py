@@ -11,7 +11,10 @@ framework). Three rules carry it:
 3. The step pages call ``verify_identity``, ``begin_enrollment``/``confirm_enrollment``,
    ``verify_code`` or ``use_recovery_code`` and turn a refusal's ``reason`` into a message.
 
-Sessions live on the server and every form carries a CSRF token (:mod:`.sessions`).
+Sessions live on the server and every form carries a CSRF token (:mod:`.sessions`). Every
+answer forbids framing and caching. Behind a TLS-terminating proxy (``behind_proxy=True``) the
+proxy's ``X-Forwarded-Proto`` says whether the browser used HTTPS; otherwise that header is
+ignored.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from tenant2fa import (
@@ -132,12 +136,19 @@ def create_app(
     smtp: tuple[str, int] | None = None,
     clock: Clock | None = None,
     config: Config | None = None,
+    behind_proxy: bool = False,
 ) -> Flask:
     """The demo application on the SQLite file ``db_path`` (created and seeded if absent).
 
     ``passwords`` maps each demo e-mail address to its password. E-mail goes to the mailbox
-    page, or with ``smtp=(host, port)`` to a plain SMTP server (a local catcher). ``clock`` and
-    ``config`` are passed to :class:`~tenant2fa.TwoFactor` (tests use a fake clock).
+    page, where each signed-in person reads their own, or with ``smtp=(host, port)`` to a plain
+    SMTP server (a local catcher). ``clock`` and ``config`` are passed to
+    :class:`~tenant2fa.TwoFactor` (tests use a fake clock).
+
+    With ``behind_proxy=True`` the application trusts one ``X-Forwarded-Proto`` header, and no
+    other forwarded header, so that the session cookie is ``Secure`` when the browser spoke
+    HTTPS to a TLS-terminating proxy. Only for a proxy that sets that header itself: without
+    one, any client could send it.
     """
     accounts = Accounts(passwords)
     mailbox: InMemoryNotifier | None = None
@@ -183,6 +194,11 @@ def create_app(
     for status in (400, 401, 403, 404, 405):
         app.register_error_handler(status, _error_page)
     app.register_blueprint(bp)
+    if behind_proxy:
+        # The scheme only: the client's address, host, port and path prefix stay as received.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=0, x_proto=1, x_host=0, x_port=0, x_prefix=0
+        )
     return app
 
 
@@ -388,10 +404,28 @@ def authentication_settings_post(tenant_id: str) -> ResponseReturnValue:
     return redirect(url_for(".authentication_settings", tenant_id=tenant_id))
 
 
+@bp.post("/t/<tenant_id>/settings/members/<user_id>/unlock")
+@tenant_page
+def unlock_member(tenant_id: str, user_id: str) -> ResponseReturnValue:
+    """An owner lifts a member's wrong-code lock; their authenticator keeps working."""
+    login, _ = signed_in()
+    try:  # tenant2fa checks the authority itself: an owner of every tenant relying on it
+        unlocked = demo().tf.unlock(tenant_id, user_id, actor_id=login.user_id)
+    except PermissionDenied as exc:
+        abort(403, str(exc))
+    except NotAMember:
+        abort(404)
+    if unlocked:
+        flash(f"{user_id} can try codes again; their authenticator app still works.", "ok")
+    else:
+        flash(f"Nothing to unlock: {user_id} has no wrong codes counted.", "error")
+    return redirect(url_for(".authentication_settings", tenant_id=tenant_id))
+
+
 @bp.post("/t/<tenant_id>/settings/members/<user_id>/reset")
 @tenant_page
 def reset_member(tenant_id: str, user_id: str) -> ResponseReturnValue:
-    """An owner resets a member's 2FA (a lost phone, or locked out for good)."""
+    """An owner resets a member's 2FA (a lost phone)."""
     login, _ = signed_in()
     try:
         demo().tf.reset_two_factor(tenant_id, user_id, actor_id=login.user_id)
@@ -543,13 +577,14 @@ def locked(tenant_id: str, step: Step) -> ResponseReturnValue:
 
 @bp.get("/mailbox")
 def mailbox() -> ResponseReturnValue:
-    """The e-mails the demo sent (a stand-in for everyone's inbox), newest first."""
+    """The e-mails the demo sent to the signed-in person (a stand-in for their inbox), newest
+    first. Only after sign-in, and only their own: an e-mail tells who changed what, and when."""
+    _, account = signed_in()
     d = demo()
     mail = []
     if d.mailbox is not None:
-        for note in reversed(d.mailbox.sent):
-            message = render(note, product=PRODUCT)
-            mail.append((note, d.accounts.email_of(note.user_id), message))
+        for note in reversed(d.mailbox.for_user(account.user_id)):
+            mail.append((note, account.email, render(note, product=PRODUCT)))
     return render_template("mailbox.html", mail=mail, smtp=d.smtp)
 
 
@@ -598,12 +633,14 @@ def _page_context() -> dict[str, Any]:
 
 def _security_headers(response: Response) -> Response:
     # Pages may carry a QR code or recovery codes: never cache them; never frame them (the
-    # toggle must not be clickjacked); no script at all.
+    # toggle must not be clickjacked; X-Frame-Options for browsers that ignore frame-ancestors);
+    # no script at all.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     )
+    response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     return response

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from tenant2fa.keyring import Keyring
 from tenant2fa.service import TwoFactor
+from tenant2fa.storage.files import write_private_file
 from tenant2fa.webdemo.accounts import DEMO_PEOPLE, TENANTS
 
 __all__ = ["KeyFileMissing", "key_file_for", "load_or_create_keyring", "seed_tenants"]
@@ -40,9 +40,7 @@ def load_or_create_keyring(db_path: Path) -> Keyring:
             f"{db_path} exists but its key file {key_file} does not: delete {db_path} to start over"
         )
     entry = Keyring.encode_key("demo-1", Keyring.new_key())
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as out:
-        out.write(entry + "\n")
+    write_private_file(key_file, entry + "\n")
     return Keyring.from_strings([entry])
 
 

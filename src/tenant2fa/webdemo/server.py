@@ -73,9 +73,19 @@ def parse_smtp(value: str) -> tuple[str, int]:
 
 
 def serve(
-    *, host: str, port: int, db_path: Path, smtp: str | None, out: TextIO = sys.stdout
+    *,
+    host: str,
+    port: int,
+    db_path: Path,
+    smtp: str | None,
+    behind_proxy: bool = False,
+    out: TextIO = sys.stdout,
 ) -> int:
-    """Start the demo on ``host:port`` (0: any free port) and serve until interrupted."""
+    """Start the demo on ``host:port`` (0: any free port) and serve until interrupted.
+
+    ``behind_proxy``: trust the ``X-Forwarded-Proto`` header of a TLS-terminating proxy (see
+    :func:`~tenant2fa.webdemo.app.create_app`).
+    """
     try:
         smtp_address = parse_smtp(smtp) if smtp else None
     except ValueError as exc:
@@ -85,7 +95,9 @@ def serve(
     db_path = db_path.resolve()
     new_db = not db_path.exists()
     try:
-        app = create_app(db_path=db_path, passwords=passwords, smtp=smtp_address)
+        app = create_app(
+            db_path=db_path, passwords=passwords, smtp=smtp_address, behind_proxy=behind_proxy
+        )
     except KeyFileMissing as exc:
         print(f"tenant2fa demo: {exc}", file=sys.stderr)
         return 1
@@ -97,6 +109,10 @@ def serve(
     say(f"{PRODUCT}: the user guide's story in your browser")
     say()
     say(f"  Open {server.url} in your browser (Ctrl+C stops the demo).")
+    if behind_proxy:
+        say("  Behind a proxy: open the address the proxy serves instead. Its X-Forwarded-Proto")
+        say("  header is trusted (HTTPS there makes the session cookie Secure), so only the proxy")
+        say("  should reach the address above.")
     say()
     say("  Sign in as (new passwords at every start):")
     roles = {
@@ -111,7 +127,7 @@ def serve(
     say("  (Google Authenticator, Apple Passwords...). The Google and Microsoft sign-in")
     say("  buttons are simulated: they check the demo password.")
     if smtp_address is None:
-        say(f"  E-mails: {server.url}mailbox")
+        say(f"  E-mails: {server.url}mailbox, once signed in (each person sees their own)")
     else:
         say(f"  E-mails: sent to the SMTP server at {smtp}")
     state = "new, seeded with Tenant A and Tenant B" if new_db else "kept from the last run"

@@ -1,6 +1,8 @@
 """Server-side sessions and CSRF tokens for the demo, in a few lines of Flask.
 
-The browser's cookie holds only a random session id (HttpOnly, SameSite=Lax). Everything else,
+The browser's cookie holds only a random session id (HttpOnly, SameSite=Lax, and Secure when the
+request came over HTTPS: behind a TLS-terminating proxy, only if the application trusts the
+proxy's ``X-Forwarded-Proto``, see ``create_app(behind_proxy=True)``). Everything else,
 the tenant2fa :class:`~tenant2fa.LoginSession` included, stays in the server's memory. In your
 application, use your framework's server-side sessions (Flask-Session with Redis or a database,
 Django's database sessions...) and its CSRF protection (Flask-WTF, Django's middleware): this
