@@ -140,12 +140,6 @@ def _world_named(tenant_name: str) -> TwoFactor:
     return tf
 
 
-def MemoryStorage() -> Storage:
-    from tenant2fa import MemoryStorage
-
-    return MemoryStorage()
-
-
 def test_an_owner_of_every_requiring_tenant_may_reset(world: World) -> None:
     tf = world.tf
     # A does not require 2FA, so olga (owner of B only) has authority over bob's factor...
