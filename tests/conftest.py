@@ -76,8 +76,8 @@ def enroll_bob(tf: TwoFactor, clock: FakeClock) -> Enrolled:
     """
     tf.create_tenant("A", name="Tenant A", owner_id="alice")
     tf.create_tenant("B", name="Tenant B", owner_id="olga")
-    tf.add_member("A", "bob")
-    tf.add_member("B", "bob")
+    tf.add_member("A", "bob", operator="host")
+    tf.add_member("B", "bob", operator="host")
     tf.set_two_factor("B", actor_id="olga", enabled=True)
     # A sign-in must come strictly after the newest 2FA activation to count as fresh.
     clock.advance(seconds=1)

@@ -131,7 +131,7 @@ def fresh(clock: FakeClock, enrolled: Enrolled) -> Enrolled:
 def pending(tf: TwoFactor, clock: FakeClock) -> LoginSession:
     """Bob's login with an enrollment begun in tenant B (2FA on) but not confirmed."""
     tf.create_tenant("B", name="Tenant B", owner_id="olga")
-    tf.add_member("B", "bob")
+    tf.add_member("B", "bob", operator="host")
     tf.set_two_factor("B", actor_id="olga", enabled=True)
     clock.advance(seconds=1)
     login = tf.start_session("bob")

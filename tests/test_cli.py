@@ -127,8 +127,8 @@ def world(tmp_path: Path) -> Iterator[World]:
     storage = SQLiteStorage(tmp_path / "world.sqlite3")
     tf = TwoFactor(storage=storage, keyring=Keyring({"k1": key}), clock=clock, config=CONFIG)
     tf.create_tenant("A", name="Acme", owner_id="olga")
-    tf.add_member("A", "bob")
-    tf.add_member("A", "carl", role=Role.ADMIN)
+    tf.add_member("A", "bob", operator="host")
+    tf.add_member("A", "carl", role=Role.ADMIN, operator="host")
     _enroll(tf, "bob")
     yield World(db=Path(storage.path), tf=tf, clock=clock, key=key)
     storage.close()
@@ -536,7 +536,7 @@ def test_without_actor_the_operator_resets_and_unlocks_under_its_name(world: Wor
     tf = world.tf
     # bob's other tenant requires 2FA and olga does not own it: only the operator may reset him.
     tf.create_tenant("B", name="Beta", owner_id="bea")
-    tf.add_member("B", "bob")
+    tf.add_member("B", "bob", operator="host")
     tf.set_two_factor("B", actor_id="bea", enabled=True)
     refused = cli("user", "reset-2fa", "bob", "--tenant", "A", "--actor", "olga", db=world.db)
     assert refused.returncode == 1
@@ -645,7 +645,7 @@ def test_audit_json_has_one_object_per_record_and_time_filters(world: World) -> 
             "kind": "member_added",
             "tenant_id": "A",
             "user_id": r.user_id,
-            "actor_id": None,
+            "actor_id": "host",  # the set-up adds members as the operator "host"
             "detail": dict(r.detail),
         }
         for r in expected
@@ -683,17 +683,18 @@ def test_bad_audit_filters_are_usage_errors(world: World, args: tuple[str, ...])
 def test_outbox_list_then_dispatch_delivers_what_commands_queued(
     world: World, tmp_path: Path
 ) -> None:
-    world.tf.add_member("A", "dave", role=Role.OWNER)
+    world.tf.add_member("A", "dave", role=Role.OWNER, operator="host")
     assert cli("tenant", "two-factor", "on", "A", "--actor", "olga", db=world.db).returncode == 0
     pending = cli("outbox", "list", "--state", "pending", db=world.db)
     assert pending.returncode == 0
     rows = [line.split() for line in pending.stdout.splitlines()[1:]]
-    # The set-up's mails (bob, carl and dave added, bob's "enabled"), and both owners told of
-    # the switch.
+    # The set-up's mails (bob, carl and dave added, olga told of the new owner, bob's "enabled"),
+    # and both owners told of the switch.
     assert sorted((r[1], r[2], r[3]) for r in rows) == [
         ("member_added", "bob", "pending"),
         ("member_added", "carl", "pending"),
         ("member_added", "dave", "pending"),
+        ("owners_changed", "olga", "pending"),
         ("tenant_two_factor_changed", "dave", "pending"),
         ("tenant_two_factor_changed", "olga", "pending"),
         ("two_factor_enabled", "bob", "pending"),
@@ -703,8 +704,8 @@ def test_outbox_list_then_dispatch_delivers_what_commands_queued(
     dispatch = ("outbox", "dispatch", "--notifier", "outbox_helpers:file_notifier")
     run = cli(*dispatch, db=world.db, env=env)
     assert run.returncode == 0, run.stderr
-    assert run.stdout == "delivered 6, retrying 0, abandoned 0, lost to another dispatcher 0\n"
-    assert len(delivered_ids(log)) == 6
+    assert run.stdout == "delivered 7, retrying 0, abandoned 0, lost to another dispatcher 0\n"
+    assert len(delivered_ids(log)) == 7
     assert cli("outbox", "list", "--state", "pending", db=world.db).stdout.count("\n") == 1
     delivered = cli("outbox", "list", "--state", "delivered", "--limit", "2", db=world.db)
     assert delivered.stdout.count("\n") == 3
@@ -831,7 +832,7 @@ def _under_old_key(path: Path, count: int) -> tuple[UnderOldKey, dict[str, str]]
     enrolled = users[::40]
     for user in users:
         if user in enrolled:
-            tf.add_member("A", user)
+            tf.add_member("A", user, operator="host")
             _enroll(tf, user)
         else:  # most are half-way through enrolling: a pending secret to re-encrypt
             tf.begin_enrollment(tf.start_session(user))

@@ -107,7 +107,7 @@ def test_32_concurrent_confirms_of_one_enrollment_activate_it_once(
     tf: TwoFactor, clock: FakeClock, notifier: InMemoryNotifier
 ) -> None:
     tf.create_tenant("T", name="Tenant T", owner_id="olga")
-    tf.add_member("T", "carol")
+    tf.add_member("T", "carol", operator="host")
     tf.set_two_factor("T", actor_id="olga", enabled=True)
     clock.advance(seconds=1)
     login = tf.start_session("carol")

@@ -318,11 +318,11 @@ class ExtremeInputs(RuleBasedStateMachine):
         self.owners = {"T1": "o1", "T2": "o2", LONG_TENANT: LONG_USER}
         for tenant, owner in (*self.owners.items(), (CANARY_TENANT, CANARY_OWNER)):
             tf.create_tenant(tenant, name=LONG_NAME, owner_id=owner)
-        tf.add_member("T1", "u1")
-        tf.add_member("T2", "u1")
-        tf.add_member("T1", "u2", role=Role.ADMIN)
-        tf.add_member("T1", LONG_USER)
-        tf.add_member(CANARY_TENANT, CANARY_USER)
+        tf.add_member("T1", "u1", operator="host")
+        tf.add_member("T2", "u1", operator="host")
+        tf.add_member("T1", "u2", role=Role.ADMIN, operator="host")
+        tf.add_member("T1", LONG_USER, operator="host")
+        tf.add_member(CANARY_TENANT, CANARY_USER, operator="host")
         tf.set_two_factor("T1", actor_id="o1", enabled=True)
         tf.set_two_factor(CANARY_TENANT, actor_id=CANARY_OWNER, enabled=True)
         login, codes = _enroll(tf, self.clock, "u1")
@@ -435,7 +435,7 @@ class ExtremeInputs(RuleBasedStateMachine):
         user_id = data.draw(
             mostly(st.one_of(st.sampled_from(self.users), NEW_IDS), ODD_IDS), label="user_id"
         )
-        role, who = data.draw(ROLES, label="role"), self.who(data, tenant_id, optional=True)
+        role, who = data.draw(ROLES, label="role"), self.who(data, tenant_id, optional=False)
         added = self.call(
             "add_member", lambda: self.tf.add_member(tenant_id, user_id, role=role, **who)
         )
@@ -790,7 +790,7 @@ def _world(storage: Storage, *, delivery: DeliveryRules | None = None) -> World:
         delivery=delivery,
     )
     tf.create_tenant("A", name="Acme", owner_id="olga")
-    tf.add_member("A", "bob")
+    tf.add_member("A", "bob", operator="host")
     tf.set_two_factor("A", actor_id="olga", enabled=True)
     bob, _ = _enroll(tf, clock, "bob")
     return World(tf=tf, clock=clock, notifier=notifier, bob=bob)
@@ -968,7 +968,7 @@ def test_a_change_at_the_end_of_time_is_made_and_its_notification_kept(world: Wo
     # Every backend claims a notification until ``now + lease``: past datetime.max here. The
     # change is committed by then; it used to come back as an OverflowError.
     world.clock.set(datetime.max.replace(tzinfo=UTC))
-    assert world.tf.add_member("A", "carl").user_id == "carl"
+    assert world.tf.add_member("A", "carl", operator="host").user_id == "carl"
     assert [m.user_id for m in world.tf.members("A")] == ["bob", "carl", "olga"]
     # The outbox keeps the notice; a dispatcher now gets the backend's overflow as a StorageError
     # (until the backends saturate the lease's end with tenant2fa.clock.later).
@@ -1014,7 +1014,7 @@ def test_a_delivery_failing_after_the_change_committed_does_not_fail_the_change(
     w = _world(MemoryStorage(), delivery=DeliveryRules(lease=timedelta(seconds=1)))
     w.tf.notifier = _DownNotifier()
     w.clock.set(datetime.max.replace(tzinfo=UTC) - timedelta(seconds=10))
-    assert w.tf.add_member("A", "carl").user_id == "carl"
+    assert w.tf.add_member("A", "carl", operator="host").user_id == "carl"
     assert "carl" in [m.user_id for m in w.tf.members("A")]
     assert [i.state for i in w.tf.storage.outbox_items(limit=1000)][-1] is OutboxState.PENDING
 
@@ -1023,7 +1023,7 @@ def test_an_account_name_too_long_for_a_qr_code_is_refused_before_anything_is_st
     world: World,
 ) -> None:
     tf, clock = world.tf, world.clock
-    tf.add_member("A", LONG_USER)
+    tf.add_member("A", LONG_USER, operator="host")
     clock.advance(seconds=1)
     login = tf.start_session(LONG_USER)
     # 255 four-byte characters, percent-encoded: 3,060 bytes of label alone.
@@ -1098,8 +1098,8 @@ def _surrogate_calls(w: World) -> dict[str, Callable[[], object]]:
         "create_tenant(name)": lambda: tf.create_tenant("B", name=s, owner_id="olga"),
         "create_tenant(owner_id)": lambda: tf.create_tenant("B", name="x", owner_id=s),
         "tenant": lambda: tf.tenant(s),
-        "add_member(tenant_id)": lambda: tf.add_member(s, "carl"),
-        "add_member(user_id)": lambda: tf.add_member("A", s),
+        "add_member(tenant_id)": lambda: tf.add_member(s, "carl", operator="host"),
+        "add_member(user_id)": lambda: tf.add_member("A", s, operator="host"),
         "add_member(actor_id)": lambda: tf.add_member("A", "carl", actor_id=s),
         "add_member(operator)": lambda: tf.add_member("A", "carl", operator=s),
         "remove_member": lambda: tf.remove_member("A", s, operator="ops"),

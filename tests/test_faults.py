@@ -66,8 +66,8 @@ def _world(make_storage: Callable[[], Any]) -> World:
     tf.create_tenant("A", name="Tenant A", owner_id="alice")
     tf.create_tenant("B", name="Tenant B", owner_id="olga")
     for tenant in ("A", "B"):
-        tf.add_member(tenant, "bob")
-    tf.add_member("B", "carol")
+        tf.add_member(tenant, "bob", operator="host")
+    tf.add_member("B", "carol", operator="host")
     tf.set_two_factor("B", actor_id="olga", enabled=True)
     clock.advance(seconds=1)
     bob = tf.start_session("bob")
@@ -111,7 +111,7 @@ def _wrong_code(world: World) -> str:
 OPERATIONS: dict[str, tuple[Operation, str | None]] = {
     # name: (operation, user whose attempt counter a code check charges first, if any)
     "create_tenant": (lambda w: w.tf.create_tenant("C", name="C", owner_id="dave"), None),
-    "add_member": (lambda w: w.tf.add_member("A", "carol", role=Role.ADMIN), None),
+    "add_member": (lambda w: w.tf.add_member("A", "carol", role=Role.ADMIN, operator="host"), None),
     "switch_on": (lambda w: w.tf.set_two_factor("A", actor_id="alice", enabled=True), None),
     "switch_off": (lambda w: w.tf.set_two_factor("B", actor_id="olga", enabled=False), None),
     "start_session": (lambda w: w.tf.start_session("carol"), None),

@@ -64,8 +64,8 @@ def test_the_user_guide_story_runs_end_to_end_through_the_public_api(  # noqa: P
 ) -> None:
     tf.create_tenant("A", name="Tenant A", owner_id="alice")
     tf.create_tenant("B", name="Tenant B", owner_id="olga")
-    tf.add_member("A", "bob")
-    tf.add_member("B", "bob")
+    tf.add_member("A", "bob", operator="host")
+    tf.add_member("B", "bob", operator="host")
     tf.add_member("B", "carol", role=Role.ADMIN, actor_id="olga")
     tf.add_member("B", "dave", actor_id="carol")
     clock.set(datetime.fromisoformat("2026-03-02T09:00:00+00:00"))

@@ -37,7 +37,7 @@ def _world(path: Path) -> tuple[TwoFactor, FakeClock]:
     )
     tf.create_tenant("B", name="Tenant B", owner_id="olga")
     for user in USERS:
-        tf.add_member("B", user)
+        tf.add_member("B", user, operator="host")
         login = tf.start_session(user)
         tf.begin_enrollment(login)
         assert tf.confirm_enrollment(login, pending_code_for(tf, user)).ok

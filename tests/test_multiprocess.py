@@ -66,7 +66,7 @@ def _enroll_bob(tf: TwoFactor) -> tuple[str, ...]:
     clock = tf.clock
     assert isinstance(clock, FakeClock)
     tf.create_tenant("B", name="Tenant B", owner_id="olga")
-    tf.add_member("B", "bob")
+    tf.add_member("B", "bob", operator="host")
     tf.set_two_factor("B", actor_id="olga", enabled=True)
     clock.advance(seconds=1)
     login = tf.start_session("bob")

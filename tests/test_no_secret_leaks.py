@@ -286,11 +286,11 @@ def run_scenario(s: Scenario) -> None:  # noqa: PLR0915 - one long story on purp
     s.keep("create_tenant", tf.create_tenant("A", name="Tenant A", owner_id="alice"))
     s.keep("create_tenant", tf.create_tenant("B", name="Tenant B", owner_id="olga"))
     for tenant_id, user_id in (("A", "bob"), ("B", "bob")):
-        s.keep("add_member", tf.add_member(tenant_id, user_id))
+        s.keep("add_member", tf.add_member(tenant_id, user_id, operator="host"))
     s.keep("add_member", tf.add_member("B", "carol", role=Role.ADMIN, actor_id="olga"))
     s.refused("toggle by admin", lambda: tf.set_two_factor("B", actor_id="carol", enabled=True))
     s.refused("duplicate tenant", lambda: tf.create_tenant("B", name="again", owner_id="olga"))
-    s.refused("duplicate member", lambda: tf.add_member("B", "bob"))
+    s.refused("duplicate member", lambda: tf.add_member("B", "bob", operator="host"))
     s.keep(
         "set_two_factor",
         tf.set_two_factor("B", actor_id="olga", enabled=True, grace_period=timedelta(days=1)),
@@ -457,6 +457,7 @@ def run_scenario(s: Scenario) -> None:  # noqa: PLR0915 - one long story on purp
     # Membership: a role changes, a member leaves, the last owner cannot.
     s.keep("set_role", tf.set_role("B", "carol", Role.MEMBER, actor_id="olga"))
     s.refused("last owner leaves", lambda: tf.remove_member("B", "olga", actor_id="olga"))
+    s.keep("add_member(owner)", tf.add_member("B", "otto", role=Role.OWNER, actor_id="olga"))
     tf.remove_member("B", "carol", actor_id="carol")
 
 

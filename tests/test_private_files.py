@@ -77,6 +77,21 @@ def test_the_sqlalchemy_backend_on_sqlite_creates_its_file_private(tmp_path: Pat
     assert _modes(tmp_path) == {"sa.sqlite3": 0o600}
 
 
+def test_a_sqlite_uri_url_creates_its_file_private_too(tmp_path: Path) -> None:
+    code = f"""
+        from tenant2fa.storage.sqlalchemy import SQLAlchemyStorage
+        url = "sqlite:///file:{tmp_path / "uri.sqlite3"}?mode=rwc&uri=true"
+        storage = SQLAlchemyStorage(url)
+        storage.create_schema()
+        storage.engine.dispose()
+        memory = SQLAlchemyStorage("sqlite:///file:mem?mode=memory&cache=shared&uri=true")
+        memory.create_schema()
+        memory.engine.dispose()
+    """
+    _run(code, tmp_path)
+    assert _modes(tmp_path) == {"uri.sqlite3": 0o600}  # and no file named after the memory one
+
+
 def test_the_command_line_creates_its_database_private(tmp_path: Path) -> None:
     _run("", tmp_path, sys.executable, "-m", "tenant2fa", "--db", "cli.sqlite3", "init")
     _run(

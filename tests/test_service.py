@@ -54,8 +54,8 @@ def test_only_owners_toggle_and_a_refused_toggle_changes_and_audits_nothing(
     tf: TwoFactor,
 ) -> None:
     tf.create_tenant("A", name="Tenant A", owner_id="alice")
-    tf.add_member("A", "adam", role=Role.ADMIN)
-    tf.add_member("A", "bob")
+    tf.add_member("A", "adam", role=Role.ADMIN, operator="host")
+    tf.add_member("A", "bob", operator="host")
     for actor in ("adam", "bob", "stranger"):
         with pytest.raises(PermissionDenied):
             tf.set_two_factor("A", actor_id=actor, enabled=True)
@@ -88,7 +88,7 @@ def test_a_configured_role_set_lets_admins_toggle(clock: FakeClock) -> None:
         config=Config(toggle_roles=frozenset({Role.OWNER, Role.ADMIN})),
     )
     tf.create_tenant("A", name="A", owner_id="alice")
-    tf.add_member("A", "adam", role=Role.ADMIN)
+    tf.add_member("A", "adam", role=Role.ADMIN, operator="host")
     assert tf.set_two_factor("A", actor_id="adam", enabled=True).two_factor_required
 
 
@@ -150,7 +150,7 @@ def test_login_step_for_a_tenant_the_user_is_not_in_raises(tf: TwoFactor) -> Non
 
 def test_begin_enrollment_needs_a_fresh_identity(tf: TwoFactor, clock: FakeClock) -> None:
     tf.create_tenant("A", name="A", owner_id="alice")
-    tf.add_member("A", "bob")
+    tf.add_member("A", "bob", operator="host")
     login = tf.start_session("bob")
     _later(clock)
     tf.set_two_factor("A", actor_id="alice", enabled=True)
@@ -257,7 +257,7 @@ def test_challenge_everywhere_asks_enrolled_users_in_every_tenant(clock: FakeClo
 
 def test_a_grace_period_lets_users_defer_until_it_ends(tf: TwoFactor, clock: FakeClock) -> None:
     tf.create_tenant("A", name="A", owner_id="alice")
-    tf.add_member("A", "bob")
+    tf.add_member("A", "bob", operator="host")
     tf.set_two_factor("A", actor_id="alice", enabled=True, grace_period=timedelta(days=7))
     _later(clock)
     login = tf.start_session("bob")
@@ -317,7 +317,7 @@ def test_owner_reset_voids_every_proof_notifies_and_the_user_reenrolls(
 def test_reset_is_owner_only_not_for_oneself_and_not_for_nothing(
     enrolled: Enrolled, tf: TwoFactor
 ) -> None:
-    tf.add_member("B", "carol")
+    tf.add_member("B", "carol", operator="host")
     with pytest.raises(PermissionDenied):
         tf.reset_two_factor("B", "bob", actor_id="carol")
     with pytest.raises(PermissionDenied):
@@ -660,7 +660,7 @@ def test_codes_for_a_user_with_nothing_enrolled_are_invalid_and_never_lock_them(
     tf: TwoFactor, clock: FakeClock
 ) -> None:
     tf.create_tenant("B", name="B", owner_id="olga")
-    tf.add_member("B", "bob")
+    tf.add_member("B", "bob", operator="host")
     tf.set_two_factor("B", actor_id="olga", enabled=True)
     _later(clock)
     login = tf.start_session("bob")
@@ -684,7 +684,7 @@ def test_an_owner_reset_lets_in_a_user_locked_by_confirmation_codes_of_an_expire
         ),
     )
     tf.create_tenant("B", name="B", owner_id="olga")
-    tf.add_member("B", "bob")
+    tf.add_member("B", "bob", operator="host")
     tf.set_two_factor("B", actor_id="olga", enabled=True)
     _later(clock)
     login = tf.start_session("bob")

@@ -321,9 +321,14 @@ CASES: dict[NotificationKind, tuple[dict[str, Any], str, tuple[str, ...]]] = {
         ("was ended by “bob” (you)", "Your role there was admin."),
     ),
     NotificationKind.ROLE_CHANGED: (
-        {**BY_OLGA, "member_id": "carol", "role": "owner", "previous_role": "admin"},
-        "A role changed in one of your tenants on Onum",
-        ("The role of “carol” in the tenant “Tenant B” on Onum was changed from admin to owner",),
+        {**BY_OLGA, "role": "owner", "previous_role": "admin"},
+        "Your role changed in one of your tenants on Onum",
+        ("Your role in the tenant “Tenant B” on Onum was changed from admin to owner",),
+    ),
+    NotificationKind.OWNERS_CHANGED: (
+        {**BY_OLGA, "member_id": "carol", "role": None, "previous_role": "owner"},
+        "The owners of one of your tenants on Onum changed",
+        ("“carol” is no longer a member (was an owner), by “olga”",),
     ),
 }
 
@@ -801,8 +806,8 @@ def test_no_delivered_message_contains_a_secret_a_code_or_a_recovery_code(
     needles = Needles()
     tf.create_tenant("A", name="Tenant A", owner_id="alice")
     tf.create_tenant("B", name="Tenant B", owner_id="olga")
-    tf.add_member("A", "bob")
-    tf.add_member("B", "bob")
+    tf.add_member("A", "bob", operator="host")
+    tf.add_member("B", "bob", operator="host")
     tf.set_two_factor("B", actor_id="olga", enabled=True)
     clock.advance(seconds=1)
 

@@ -104,6 +104,7 @@ TRACKED_NOTICES = (
     NotificationKind.MEMBER_ADDED,
     NotificationKind.MEMBER_REMOVED,
     NotificationKind.ROLE_CHANGED,
+    NotificationKind.OWNERS_CHANGED,
 )
 FACTOR_CHANGES = frozenset({AuditKind.TWO_FACTOR_RESET, AuditKind.TWO_FACTOR_UNLOCKED})
 # DESIGN.md 14 and docs/security.md, written out again: the roles of the members each role may
@@ -150,6 +151,7 @@ class SessionModel:
     user: str
     identity_at: datetime
     proof_generation: int | None = None
+    proof_at: datetime | None = None
 
 
 def _canonical(code: str) -> str:
@@ -180,7 +182,7 @@ class TwoFactorMachine(RuleBasedStateMachine):
             self.tf.create_tenant(tenant, name=f"Tenant {tenant}", owner_id=owner)
             for user, role in members.items():
                 if user != owner:
-                    self.tf.add_member(tenant, user, role=role)
+                    self.tf.add_member(tenant, user, role=role, operator="host")
                     self.users[user].notices[NotificationKind.MEMBER_ADDED] += 1
         self.members = {t: dict(m) for t, m in INITIAL_MEMBERS.items()}
         self.now = self.clock.now()
@@ -268,7 +270,11 @@ class TwoFactorMachine(RuleBasedStateMachine):
         return EnrollmentState.PENDING if self.live_pending(user) else EnrollmentState.NONE
 
     def proven(self, s: SessionModel) -> bool:
-        return s.proof_generation == self.users[s.user].generation
+        """A second factor proven in this session, since the user's last change of it, and not
+        longer ago than MAX_LOGIN_AGE."""
+        if s.proof_generation != self.users[s.user].generation or s.proof_at is None:
+            return False
+        return self.now - s.proof_at <= MAX_LOGIN_AGE
 
     def time_step(self) -> int:
         return (self.now - EPOCH) // timedelta(seconds=PERIOD)
@@ -528,27 +534,35 @@ class TwoFactorMachine(RuleBasedStateMachine):
             else:
                 # The only way an authenticator becomes active: a code of its own pending secret.
                 assert result.ok, (which, result.reason)
-                assert step not in u.accepted_steps
-                if u.secret is not None:
-                    u.old_secrets.append(u.secret)
-                u.secret = pending.secret
-                u.pending = None
-                u.generation += 1
-                u.last_step = step
-                u.accepted_steps.add(step)
-                u.accepted_codes.append(_canonical(code))
-                u.recovery_spent.extend(sorted(u.recovery_unused))
-                u.recovery_unused = {_canonical(c) for c in result.recovery_codes}
-                assert len(u.recovery_unused) == 10
-                u.notices[NotificationKind.TWO_FACTOR_ENABLED] += 1
-                self.succeed(s.user)
-                s.proof_generation = u.generation
+                self.activated(s, pending, step, _canonical(code), result.recovery_codes)
                 s.login = result.login
                 event = LoginEvent.ENROLLMENT_CONFIRMED
         if not result.ok:
             assert result.login == s.login
             assert result.recovery_codes == ()
         self.check_moves(before, event, self.kinds(s))
+
+    def activated(
+        self, s: SessionModel, pending: Pending, step: int, code: str, codes: tuple[str, ...]
+    ) -> None:
+        """The model's side of a confirmed enrollment: the pending secret becomes the one."""
+        u = self.users[s.user]
+        assert step not in u.accepted_steps
+        if u.secret is not None:
+            u.old_secrets.append(u.secret)
+        u.secret = pending.secret
+        u.pending = None
+        u.generation += 1
+        u.last_step = step
+        u.accepted_steps.add(step)
+        u.accepted_codes.append(code)
+        u.recovery_spent.extend(sorted(u.recovery_unused))
+        u.recovery_unused = {_canonical(c) for c in codes}
+        assert len(u.recovery_unused) == 10
+        u.notices[NotificationKind.TWO_FACTOR_ENABLED] += 1
+        self.succeed(s.user)
+        s.proof_generation = u.generation
+        s.proof_at = self.now
 
     @rule(pick=st.integers(min_value=0))
     def enroll_in_one_go(self, pick: int) -> None:
@@ -609,6 +623,7 @@ class TwoFactorMachine(RuleBasedStateMachine):
                 u.accepted_codes.append(_canonical(code))
                 self.succeed(s.user)
                 s.proof_generation = u.generation
+                s.proof_at = self.now
                 s.login = result.login
                 event = LoginEvent.CODE_ACCEPTED
         if not result.ok:
@@ -682,6 +697,7 @@ class TwoFactorMachine(RuleBasedStateMachine):
                 u.notices[NotificationKind.RECOVERY_CODE_USED] += 1
                 self.succeed(s.user)
                 s.proof_generation = u.generation
+                s.proof_at = self.now
                 s.login = result.login
                 event = LoginEvent.RECOVERY_CODE_ACCEPTED
         self.check_moves(before, event, self.kinds(s))
@@ -746,6 +762,16 @@ class TwoFactorMachine(RuleBasedStateMachine):
 
     # -- membership --------------------------------------------------------------------------
 
+    def tell_owners(
+        self, tenant: str, member: str, role: Role | None, previous: Role | None
+    ) -> None:
+        """When ``member`` becomes or stops being an owner, every other owner is told."""
+        if Role.OWNER not in (role, previous):
+            return
+        for user, held in self.members[tenant].items():
+            if held is Role.OWNER and user != member and user in self.users:
+                self.users[user].notices[NotificationKind.OWNERS_CHANGED] += 1
+
     def member_refusal(
         self, tenant: str, actor: str, member: str, targets: list[Role]
     ) -> type[Exception] | None:
@@ -778,6 +804,7 @@ class TwoFactorMachine(RuleBasedStateMachine):
                 self.tf.add_member(tenant, member, role=role, **self.acting(actor))
         elif member in self.users:  # "newcomer" only probes the rules: the model tracks USERS
             self.tf.add_member(tenant, member, role=role, **self.acting(actor))
+            self.tell_owners(tenant, member, role, None)
             self.members[tenant][member] = role
             self.users[member].notices[NotificationKind.MEMBER_ADDED] += 1
 
@@ -800,6 +827,7 @@ class TwoFactorMachine(RuleBasedStateMachine):
                 self.tf.remove_member(tenant, member, **self.acting(actor))
             return
         self.tf.remove_member(tenant, member, **self.acting(actor))
+        self.tell_owners(tenant, member, None, role)
         del self.members[tenant][member]
         self.users[member].notices[NotificationKind.MEMBER_REMOVED] += 1
         for s in self.sessions:
@@ -828,12 +856,8 @@ class TwoFactorMachine(RuleBasedStateMachine):
         assert membership.role is role
         if old is role:
             return
-        told = {member}
-        if Role.OWNER in (old, role):
-            told |= {u for u, r in self.members[tenant].items() if r is Role.OWNER}
-        for user in told:
-            if user in self.users:
-                self.users[user].notices[NotificationKind.ROLE_CHANGED] += 1
+        self.users[member].notices[NotificationKind.ROLE_CHANGED] += 1
+        self.tell_owners(tenant, member, role, old)
         self.members[tenant][member] = role
 
     @rule(pick=st.integers(min_value=0))

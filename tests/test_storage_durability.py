@@ -54,7 +54,7 @@ def _enroll(tf: TwoFactor, user: str = "bob", tenant: str = "B") -> tuple[str, .
         tf.create_tenant(tenant, name=f"Tenant {tenant}", owner_id="olga")
         tf.set_two_factor(tenant, actor_id="olga", enabled=True)
     if tf.storage.get_membership(tenant, user) is None:
-        tf.add_member(tenant, user)
+        tf.add_member(tenant, user, operator="host")
     clock.advance(seconds=1)
     login = tf.start_session(user)
     tf.begin_enrollment(login)

@@ -18,7 +18,7 @@ import pytest
 from tenant2fa.audit import AuditQuery, AuditRecord
 from tenant2fa.enrollment import PendingEnrollment
 from tenant2fa.notify import Notification
-from tenant2fa.policy import Standing, TenantPolicy
+from tenant2fa.policy import Membership, Standing, TenantPolicy
 from tenant2fa.recovery import RecoveryCodeSet
 from tenant2fa.storage import Charge, FactorRecord, Storage
 from tenant2fa.storage.memory import MemoryStorage
@@ -48,9 +48,14 @@ class _AuditsRefusedPolicyUpdate(MemoryStorage):
         expected_version: int,
         audit: AuditRecord,
         notifications: Sequence[Notification] = (),
+        actor: Membership | None = None,
     ) -> bool:
         changed = super().update_tenant_policy(
-            policy, expected_version=expected_version, audit=audit, notifications=notifications
+            policy,
+            expected_version=expected_version,
+            audit=audit,
+            notifications=notifications,
+            actor=actor,
         )
         if not changed:
             self.append_audit(audit)

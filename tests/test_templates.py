@@ -49,7 +49,8 @@ FACTS: dict[NotificationKind, dict[str, Any]] = {
     NotificationKind.TWO_FACTOR_UNLOCKED: BY_AN_OWNER,
     NotificationKind.MEMBER_ADDED: {**BY_AN_OWNER, "role": "member"},
     NotificationKind.MEMBER_REMOVED: {**BY_AN_OWNER, "previous_role": "admin"},
-    NotificationKind.ROLE_CHANGED: {
+    NotificationKind.ROLE_CHANGED: {**BY_AN_OWNER, "role": "owner", "previous_role": "admin"},
+    NotificationKind.OWNERS_CHANGED: {
         **BY_AN_OWNER,
         "role": "owner",
         "previous_role": "admin",
@@ -102,10 +103,18 @@ FACTS_IN_TEXT: dict[NotificationKind, tuple[str, ...]] = {
     ),
     NotificationKind.ROLE_CHANGED: (
         (
-            "The role of “carol” in the tenant “Tenant B” on Onum was changed from "
+            "Your role in the tenant “Tenant B” on Onum was changed from "
             "admin to owner by “olga” (an owner of the tenant)"
         ),
         f"If you don't recognise this, {CONTACT}.",
+    ),
+    NotificationKind.OWNERS_CHANGED: (
+        (
+            "A change to who owns the tenant “Tenant B” on Onum: “carol” became an owner "
+            "(was admin), by “olga” (an owner of the tenant)"
+        ),
+        "because you are an owner of the tenant too",
+        f"check with another owner, or {CONTACT}.",
     ),
 }
 
@@ -214,10 +223,10 @@ def test_owner_messages_say_who_did_it_and_what_to_do_if_it_was_not_expected() -
         ),
         (
             NotificationKind.ROLE_CHANGED,
-            {"actor_id": "carol", "actor_role": "self", "member_id": None},
+            {"actor_id": "bob", "actor_role": "self", "role": "member"},
             (
-                "The role of “bob” in the tenant “Tenant B” on Onum was changed from "
-                "admin to owner by “carol” (you)"
+                "Your role in the tenant “Tenant B” on Onum was changed from "
+                "admin to member by “bob” (you)"
             ),
         ),
         (
@@ -252,6 +261,7 @@ def test_the_actor_is_named_with_what_gave_them_the_authority(
         NotificationKind.MEMBER_ADDED,
         NotificationKind.MEMBER_REMOVED,
         NotificationKind.ROLE_CHANGED,
+        NotificationKind.OWNERS_CHANGED,
     ],
     ids=lambda k: k.value,
 )
@@ -570,8 +580,9 @@ def test_messages_that_show_names_say_they_are_not_the_products_words(
 
 
 def _shown(field: str, name: str) -> Message:
-    """What a host's own template for role changes shows when the note's ``field`` is ``name``."""
-    kind = NotificationKind.ROLE_CHANGED
+    """What a host's own template for owner changes shows when the note's ``field`` is
+    ``name``."""
+    kind = NotificationKind.OWNERS_CHANGED
     placeholder = "tenant_name" if field == "tenant_id" else field
     custom = Templates.default().with_overrides(
         {
@@ -637,6 +648,8 @@ def test_a_name_of_60_characters_is_kept_whole_and_a_longer_one_is_capped(field:
         ("support@evil.example", "support@evil[.]example"),
         ("www.evil.example", "www[.]evil[.]example"),
         ("evil\u3002example", "evil[\u3002]example"),
+        ("evil\u2024example", "evil[\u2024]example"),  # one dot leader, read as a dot
+        ("evil\ufe52example", "evil[\ufe52]example"),  # small full stop
         ("http://3232235777", "http[:]//3232235777"),
         ("Acme Inc. & Co.", "Acme Inc. & Co."),
         ("support: call +1 555 0100", "support: call +1 555 0100"),

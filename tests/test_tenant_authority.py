@@ -302,12 +302,16 @@ def test_a_tenant_never_loses_its_last_owner_and_refusals_write_nothing(world: W
     ]
 
 
+def _told(w: World, kind: NotificationKind) -> list[tuple[str, str | None]]:
+    return [(n.user_id, n.member_id) for n in w.notifier.sent if n.kind is kind]
+
+
 def test_ownership_moves_by_promoting_then_stepping_down(world: World) -> None:
     tf = world.tf
     assert tf.set_role("B", "bob", Role.OWNER, actor_id="olga").role is Role.OWNER
-    # Both owners hear of it; then olga steps down and leaves.
-    told = {n.user_id for n in world.notifier.sent if n.kind is NotificationKind.ROLE_CHANGED}
-    assert told == {"bob", "olga"}
+    # Bob hears of his new role, olga that bob became an owner; then olga steps down and leaves.
+    assert _told(world, NotificationKind.ROLE_CHANGED) == [("bob", None)]
+    assert _told(world, NotificationKind.OWNERS_CHANGED) == [("olga", "bob")]
     tf.set_role("B", "olga", Role.MEMBER, actor_id="olga")
     tf.remove_member("B", "olga", actor_id="olga")
     assert [(m.user_id, m.role) for m in tf.members("B")] == [("bob", Role.OWNER)]
@@ -336,6 +340,40 @@ def test_admins_cannot_create_remove_or_reset_owners(world: World) -> None:
     tf.set_role("B", "adam", Role.MEMBER, actor_id="adam")  # and step down
     with pytest.raises(PermissionDenied):
         tf.remove_member("B", "bob", actor_id="adam")  # no longer an admin
+
+
+def test_the_other_owners_hear_of_every_owner_added_or_removed(world: World) -> None:
+    """An owner planted, or pushed out, by a compromised owner account does not go unnoticed."""
+    tf = world.tf
+    tf.add_member("B", "otto", role=Role.OWNER, actor_id="olga")
+    assert _told(world, NotificationKind.OWNERS_CHANGED) == [("olga", "otto")]
+    tf.add_member("B", "eve", role=Role.OWNER, actor_id="otto")
+    tf.remove_member("B", "olga", actor_id="otto")
+    changes = [
+        (n.user_id, n.member_id, n.role, n.previous_role)
+        for n in world.notifier.sent
+        if n.kind is NotificationKind.OWNERS_CHANGED
+    ][1:]
+    assert changes == [
+        ("olga", "eve", "owner", None),
+        ("otto", "eve", "owner", None),
+        ("eve", "olga", None, "owner"),
+        ("otto", "olga", None, "owner"),
+    ]
+    tf.add_member("B", "carol", actor_id="otto")  # a plain member: no owner is told
+    assert len(_told(world, NotificationKind.OWNERS_CHANGED)) == 5
+
+
+def test_adding_a_member_needs_an_actor_or_a_named_operator(world: World) -> None:
+    """A request without a signed-in user (actor_id=None) must not pass for the host."""
+    with pytest.raises(InvalidInput):
+        world.tf.add_member("B", "mallory", role=Role.OWNER)
+    with pytest.raises(InvalidInput):
+        world.tf.add_member("B", "mallory", role=Role.OWNER, actor_id=None)
+    assert "mallory" not in [m.user_id for m in world.tf.members("B")]
+    world.tf.add_member("B", "carol", operator="signup")
+    (record,) = [r for r in world.tf.audit_log(tenant_id="B", limit=1000) if r.user_id == "carol"]
+    assert (record.actor_id, record.detail["actor_role"]) == ("signup", "operator")
 
 
 def test_members_are_told_when_they_are_added(world: World) -> None:
@@ -454,8 +492,28 @@ def test_a_login_value_expires_after_max_login_age(
     if expected is StepKind.VERIFY_IDENTITY:
         with pytest.raises(StepUpRequired):
             tf.verify_code(w.bob, "B", code_for(tf, "bob"))
-        # Checking the password again renews it; the second factor proven earlier still counts.
-        assert tf.login_step(tf.verify_identity(w.bob), "B").kind is StepKind.DONE
+        # The password alone does not bring the session back: its second factor is as old, and
+        # must be proven again too (where 2FA is off, the password is all it takes).
+        renewed = tf.verify_identity(w.bob)
+        assert tf.login_step(renewed, "B").kind is StepKind.CHALLENGE
+        assert tf.login_step(renewed, "A").kind is StepKind.DONE
+        assert tf.verify_code(renewed, "B", code_for(tf, "bob")).ok
+
+
+def test_an_old_proven_login_and_a_phished_password_cannot_replace_the_authenticator(
+    world: World,
+) -> None:
+    """A login value stolen from a session store, kept for a month, plus the password: no DONE
+    in B, and no way to enroll the thief's phone or take new recovery codes."""
+    tf, clock = world.tf, world.clock
+    clock.advance(timedelta(days=30))
+    stolen = tf.verify_identity(world.bob)
+    assert tf.login_step(stolen, "B").kind is StepKind.CHALLENGE
+    with pytest.raises(StepUpRequired) as refused:
+        tf.begin_enrollment(stolen)
+    assert refused.value.step is StepKind.CHALLENGE
+    with pytest.raises(StepUpRequired):
+        tf.regenerate_recovery_codes(stolen)
 
 
 def test_max_login_age_none_keeps_logins_forever() -> None:
@@ -584,6 +642,24 @@ class _Interleaved(MemoryStorage):
     def unlock_factor(self, *args: Any, **kwargs: Any) -> bool:
         self._before("unlock_factor")
         return super().unlock_factor(*args, **kwargs)
+
+    def update_tenant_policy(self, *args: Any, **kwargs: Any) -> bool:
+        self._before("update_tenant_policy")
+        return super().update_tenant_policy(*args, **kwargs)
+
+
+def test_an_owner_removed_while_switching_2fa_off_switches_nothing() -> None:
+    storage = _Interleaved()
+    w = _world(storage)
+    tf = w.tf
+    tf.add_member("B", "otto", role=Role.OWNER, actor_id="olga")
+    storage.meanwhile["update_tenant_policy"] = lambda: tf.remove_member(
+        "B", "otto", actor_id="olga"
+    )
+    with pytest.raises(PermissionDenied):
+        tf.set_two_factor("B", actor_id="otto", enabled=False)
+    assert tf.tenant("B").two_factor_required
+    assert tf.login_step(tf.start_session("bob"), "B").kind is StepKind.CHALLENGE
 
 
 def test_an_owner_demoted_while_removing_someone_removes_nobody() -> None:

@@ -51,7 +51,7 @@ def _label(uri: str) -> tuple[str, str]:
 def login(tf: TwoFactor, clock: FakeClock) -> LoginSession:
     """Bob, freshly signed in, member of tenant B which requires 2FA; not enrolled."""
     tf.create_tenant("B", name="Tenant B", owner_id="olga")
-    tf.add_member("B", "bob")
+    tf.add_member("B", "bob", operator="host")
     tf.set_two_factor("B", actor_id="olga", enabled=True)
     clock.advance(seconds=1)
     return tf.start_session("bob")

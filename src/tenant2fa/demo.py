@@ -77,7 +77,7 @@ def run_demo(  # noqa: PLR0915 - the story reads best as one straight script
     tf.create_tenant("tenant-a", name="Tenant A", owner_id="alice@example.com")
     tf.create_tenant("tenant-b", name="Tenant B", owner_id="olga@example.com")
     for tenant in ("tenant-a", "tenant-b"):
-        tf.add_member(tenant, "bob@example.com")
+        tf.add_member(tenant, "bob@example.com", operator="demo")
     say("Tenants A (owner alice) and B (owner olga); bob is a member of both.")
 
     bob = tf.start_session("bob@example.com", method="password")

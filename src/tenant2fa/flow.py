@@ -13,7 +13,8 @@ its inputs from storage. It implements DESIGN.md decisions 2, 3, 6 and 7:
 - A tenant that does not require 2FA asks nothing more than the primary sign-in.
 - A login whose identity check is older than ``max_login_age`` (12 hours by default, NIST SP
   800-63B's bound for AAL2 sessions), or older than the user's identity floor (raised by a reset
-  of their 2FA or its removal), must verify identity again before anything else, in every tenant.
+  of their 2FA or its removal), must verify identity again before anything else, in every tenant;
+  a second factor proven longer ago than ``max_login_age`` no longer counts either.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "identity_is_current",
     "identity_is_fresh",
     "next_step",
+    "second_factor_counts",
 ]
 
 
@@ -123,6 +125,18 @@ def identity_is_current(
     return max_age is None or now - checked <= max_age
 
 
+def second_factor_counts(
+    login: LoginSession, *, epoch: int, now: datetime, max_age: timedelta | None
+) -> bool:
+    """True if the login proved the second factor under the user's current security ``epoch``
+    and, with ``max_age``, not longer ago than that: after ``max_login_age`` a login must prove
+    both factors again, not only the password (NIST SP 800-63B: the session ends)."""
+    proven = login.second_factor_at
+    if proven is None or login.second_factor_epoch != epoch:
+        return False
+    return max_age is None or now - proven <= max_age
+
+
 def identity_is_fresh(
     login: LoginSession,
     *,
@@ -183,7 +197,7 @@ def next_step(
     if user.state.is_enrolled:
         if not (current.two_factor_required or config.challenge_everywhere):
             return step(StepKind.DONE)
-        if login.second_factor_at is not None and login.second_factor_epoch == user.epoch:
+        if second_factor_counts(login, epoch=user.epoch, now=now, max_age=config.max_login_age):
             return step(StepKind.DONE)
         return lock_or(StepKind.CHALLENGE)
 

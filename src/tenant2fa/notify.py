@@ -45,8 +45,12 @@ class NotificationKind(enum.Enum):
     MEMBER_REMOVED = "member_removed"
     """The user was removed from a tenant, or left it."""
     ROLE_CHANGED = "role_changed"
-    """The user's role in a tenant changed (to the user, and to the owners when it makes or
-    unmakes an owner)."""
+    """The user's role in a tenant changed."""
+    OWNERS_CHANGED = "owners_changed"
+    """For an owner: someone became or stopped being an owner of their tenant (added, removed,
+    left, promoted, demoted), so that an owner planted or pushed out by a compromised account is
+    noticed. ``member_id`` is who; ``role``/``previous_role`` their role after and before
+    (``None``: not a member)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,7 +75,7 @@ class Notification:
     previous_role: str | None = None
     """For ROLE_CHANGED and MEMBER_REMOVED: the role before the change."""
     member_id: str | None = None
-    """For ROLE_CHANGED sent to an owner: whose role changed (``user_id`` is the recipient)."""
+    """For OWNERS_CHANGED: whose ownership changed (``user_id`` is the recipient)."""
 
 
 @runtime_checkable

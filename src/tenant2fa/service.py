@@ -45,6 +45,7 @@ from tenant2fa.flow import (
     identity_is_current,
     identity_is_fresh,
     next_step,
+    second_factor_counts,
 )
 from tenant2fa.notify import Notification, NotificationKind
 from tenant2fa.outbox import DeliveryRules
@@ -256,9 +257,12 @@ class TwoFactor:
                 continue
         return decide_and_write()
 
-    @staticmethod
-    def _second_factor_proven(login: LoginSession, factor: FactorRecord) -> bool:
-        return login.second_factor_at is not None and login.second_factor_epoch == factor.epoch
+    def _second_factor_proven(
+        self, login: LoginSession, factor: FactorRecord, now: datetime
+    ) -> bool:
+        return second_factor_counts(
+            login, epoch=factor.epoch, now=now, max_age=self.config.max_login_age
+        )
 
     def _lockout_notice(
         self, user_id: str, failures: int, now: datetime, tenant_id: str | None
@@ -342,16 +346,17 @@ class TwoFactor:
 
         ``actor_id`` names the member doing it: an owner, or an admin adding an admin or a member
         (:data:`~tenant2fa.policy.MEMBER_RULES`). ``operator`` names the host application or its
-        operator doing it instead; with neither, the host application itself (a sign-up flow, an
-        accepted invitation). Raises :class:`~tenant2fa.errors.PermissionDenied`,
-        :class:`~tenant2fa.errors.UnknownTenant` or :class:`~tenant2fa.errors.AlreadyMember`,
-        storing nothing.
+        operator doing it instead (a sign-up flow: ``operator="signup"``). One of them is
+        required: a request with no signed-in user must not pass for the host. When the new
+        member is an owner, the other owners are told too. Raises
+        :class:`~tenant2fa.errors.PermissionDenied`, :class:`~tenant2fa.errors.UnknownTenant`
+        or :class:`~tenant2fa.errors.AlreadyMember`, storing nothing.
         """
+        actor = Actor.of(actor_id, operator)
         check_identifier(user_id, "user_id")
         role = _check_role(role)
         tenant = self._tenant(tenant_id)
         membership = Membership(tenant_id=tenant_id, user_id=user_id, role=role)
-        actor = None if actor_id is None and operator is None else Actor.of(actor_id, operator)
 
         def attempt() -> Membership:
             acting = self._acting_member(tenant_id, actor)
@@ -374,6 +379,12 @@ class TwoFactor:
                 actor_id=actor_name,
                 actor_role=actor_role,
             )
+            notes = [
+                note,
+                *self._owner_notices(
+                    tenant, user_id, role, None, now, actor=(actor_name, actor_role)
+                ),
+            ]
             self.storage.add_membership(
                 membership,
                 new_audit_record(
@@ -386,9 +397,9 @@ class TwoFactor:
                     actor_role=actor_role,
                 ),
                 actor=acting,
-                notifications=[note],
+                notifications=notes,
             )
-            self._deliver([note])
+            self._deliver(notes)
             return membership
 
         return self._retrying(attempt)
@@ -439,6 +450,12 @@ class TwoFactor:
                 actor_id=actor_name,
                 actor_role=actor_role,
             )
+            notes = [
+                note,
+                *self._owner_notices(
+                    tenant, user_id, None, target.role, now, actor=(actor_name, actor_role)
+                ),
+            ]
             self.storage.remove_membership(
                 target,
                 actor=acting,
@@ -451,10 +468,10 @@ class TwoFactor:
                     role=target.role.value,
                     actor_role=actor_role,
                 ),
-                notifications=[note],
+                notifications=notes,
             )
             _log.info("%r removed from tenant %r by %r", user_id, tenant_id, actor_name)
-            self._deliver([note])
+            self._deliver(notes)
 
         self._retrying(attempt)
 
@@ -472,7 +489,8 @@ class TwoFactor:
         Owners may change anyone's role (making another member an owner, then stepping down, is
         how ownership is transferred); admins may move admins and members between those two
         roles; anyone may step down within those rules (:data:`~tenant2fa.policy.MEMBER_RULES`).
-        The member is notified (``ROLE_CHANGED``), and so is every owner when the change makes or
+        The member is notified (``ROLE_CHANGED``), and every other owner (``OWNERS_CHANGED``) when
+        the change makes or
         unmakes an owner. Setting the current role changes and writes nothing. Raises as
         :meth:`remove_member` does (:class:`~tenant2fa.errors.LastOwner` for demoting the only
         owner).
@@ -496,24 +514,21 @@ class TwoFactor:
                 return target
             now = self._now()
             actor_name, actor_role = self._actor_facts(actor, acting, user_id)
-            told = [user_id]
-            if Role.OWNER in (role, target.role):
-                owners = self.storage.list_memberships(tenant_id, role=Role.OWNER)
-                told += [o.user_id for o in owners if o.user_id != user_id]
             notes = [
                 self._note(
                     NotificationKind.ROLE_CHANGED,
-                    recipient,
+                    user_id,
                     now,
                     tenant_id=tenant_id,
                     tenant_name=tenant.name,
                     role=role.value,
                     previous_role=target.role.value,
-                    member_id=user_id,
                     actor_id=actor_name,
                     actor_role=actor_role,
-                )
-                for recipient in told
+                ),
+                *self._owner_notices(
+                    tenant, user_id, role, target.role, now, actor=(actor_name, actor_role)
+                ),
             ]
             self.storage.change_role(
                 target,
@@ -537,10 +552,43 @@ class TwoFactor:
 
         return self._retrying(attempt)
 
-    def _acting_member(self, tenant_id: str, actor: Actor | None) -> Membership | None:
+    def _owner_notices(
+        self,
+        tenant: TenantPolicy,
+        member_id: str,
+        role: Role | None,
+        previous_role: Role | None,
+        now: datetime,
+        *,
+        actor: tuple[str, str],
+    ) -> list[Notification]:
+        """``OWNERS_CHANGED`` for every other owner of the tenant, when ``member_id`` becomes or
+        stops being an owner (``None``: not a member), so that an owner planted or pushed out
+        by a compromised account is noticed. None otherwise."""
+        if Role.OWNER not in (role, previous_role):
+            return []
+        owners = self.storage.list_memberships(tenant.tenant_id, role=Role.OWNER)
+        return [
+            self._note(
+                NotificationKind.OWNERS_CHANGED,
+                owner.user_id,
+                now,
+                tenant_id=tenant.tenant_id,
+                tenant_name=tenant.name,
+                member_id=member_id,
+                role=None if role is None else role.value,
+                previous_role=None if previous_role is None else previous_role.value,
+                actor_id=actor[0],
+                actor_role=actor[1],
+            )
+            for owner in owners
+            if owner.user_id != member_id
+        ]
+
+    def _acting_member(self, tenant_id: str, actor: Actor) -> Membership | None:
         """The acting member's membership; ``None`` for the host or an operator. Raises
         :class:`~tenant2fa.errors.PermissionDenied` for an actor who is no member."""
-        if actor is None or actor.user_id is None:
+        if actor.user_id is None:
             return None
         acting = self.storage.get_membership(tenant_id, actor.user_id)
         if acting is None:
@@ -559,12 +607,8 @@ class TwoFactor:
         return acting, target
 
     @staticmethod
-    def _actor_facts(
-        actor: Actor | None, acting: Membership | None, user_id: str
-    ) -> tuple[str | None, str]:
+    def _actor_facts(actor: Actor, acting: Membership | None, user_id: str) -> tuple[str, str]:
         """``(actor_id, actor_role)`` as audit records and notifications name them."""
-        if actor is None:
-            return None, OPERATOR
         if acting is None:
             return actor.audit_id, OPERATOR
         return acting.user_id, SELF if acting.user_id == user_id else acting.role.value
@@ -595,13 +639,13 @@ class TwoFactor:
         if not isinstance(enabled, bool):
             raise InvalidInput("enabled must be True or False")
         check_grace_period(grace_period, self.config.max_grace_period)
-        check_may_toggle(
-            self.storage.get_membership(
-                check_identifier(tenant_id, "tenant_id"), check_identifier(actor_id, "actor_id")
-            ),
-            self.config.toggle_roles,
-        )
+        check_identifier(tenant_id, "tenant_id")
+        check_identifier(actor_id, "actor_id")
         for _ in range(_POLICY_RETRIES):
+            # Checked again on every try, and the write holds only if the role still does: an
+            # owner removed meanwhile switches nothing.
+            acting = self.storage.get_membership(tenant_id, actor_id)
+            check_may_toggle(acting, self.config.toggle_roles)
             current = self._tenant(tenant_id)
             if current.two_factor_required == enabled and (
                 not enabled or current.grace_period == grace_period
@@ -638,9 +682,17 @@ class TwoFactor:
                 )
                 for owner in owners
             ]
-            if self.storage.update_tenant_policy(
-                new, expected_version=current.version, audit=audit, notifications=notes
-            ):
+            try:
+                written = self.storage.update_tenant_policy(
+                    new,
+                    expected_version=current.version,
+                    audit=audit,
+                    notifications=notes,
+                    actor=acting,
+                )
+            except ConcurrentChange:
+                continue
+            if written:
                 _log.info("tenant %r two-factor %s by %r", tenant_id, audit.detail["new"], actor_id)
                 self._deliver(notes)
                 return new
@@ -783,7 +835,7 @@ class TwoFactor:
         self._require_fresh_identity(login, factor, now)
         state = factor.state(now)
         enrollment.apply(state, EnrollmentEvent.BEGIN)
-        if state.is_enrolled and not self._second_factor_proven(login, factor):
+        if state.is_enrolled and not self._second_factor_proven(login, factor, now):
             raise StepUpRequired(StepKind.CHALLENGE, "enter a code from the current authenticator")
         label = login.user_id if account_name is None else account_name
         secret = totp.generate_secret()
@@ -838,7 +890,7 @@ class TwoFactor:
             pending = factor.pending
             if pending is None or pending.is_expired(now):
                 return EnrollmentResult(ok=False, reason=Reason.NOT_PENDING, login=login)
-            if factor.secret is not None and not self._second_factor_proven(login, factor):
+            if factor.secret is not None and not self._second_factor_proven(login, factor, now):
                 # A replacement (begun by any login of the user) replaces the authenticator only
                 # for a login that has proven the current one.
                 raise StepUpRequired(
@@ -1018,7 +1070,7 @@ class TwoFactor:
         self._require_fresh_identity(login, factor, now)
         if not factor.state(now).is_enrolled:
             raise InvalidTransition(factor.state(now), EnrollmentEvent.CONFIRM)
-        if not self._second_factor_proven(login, factor):
+        if not self._second_factor_proven(login, factor, now):
             raise StepUpRequired(StepKind.CHALLENGE, "enter a code from your authenticator first")
         codes = generate_recovery_codes(self.config.recovery_code_count)
         note = self._note(NotificationKind.RECOVERY_CODES_REGENERATED, login.user_id, now)
@@ -1212,7 +1264,7 @@ class TwoFactor:
         self._require_fresh_identity(login, factor, now)
         state = factor.state(now)
         enrollment.apply(state, EnrollmentEvent.RESET)
-        if state.is_enrolled and not self._second_factor_proven(login, factor):
+        if state.is_enrolled and not self._second_factor_proven(login, factor, now):
             raise StepUpRequired(StepKind.CHALLENGE, "enter a code from your authenticator first")
         note = self._note(NotificationKind.TWO_FACTOR_REMOVED, login.user_id, now)
         epoch = self.storage.reset_factor(

@@ -48,7 +48,8 @@ PLACEHOLDERS: Mapping[NotificationKind, frozenset[str]] = MappingProxyType(
         NotificationKind.TWO_FACTOR_UNLOCKED: _COMMON | _ACTOR,
         NotificationKind.MEMBER_ADDED: _COMMON | _ACTOR | {"role"},
         NotificationKind.MEMBER_REMOVED: _COMMON | _ACTOR | {"previous_role"},
-        NotificationKind.ROLE_CHANGED: _COMMON | _ACTOR | {"role", "previous_role", "member_id"},
+        NotificationKind.ROLE_CHANGED: _COMMON | _ACTOR | {"role", "previous_role"},
+        NotificationKind.OWNERS_CHANGED: _COMMON | _ACTOR | {"member_id", "owner_change"},
     }
 )
 """The placeholders each kind's templates may use.
@@ -64,8 +65,10 @@ PLACEHOLDERS: Mapping[NotificationKind, frozenset[str]] = MappingProxyType(
 - ``actor_role``: what gave the actor the authority, in words: "an owner of the tenant", "an
   administrator of the tenant", "a member of the tenant", "the team that runs <product>" (the
   host application or its operators), or "you" (the user themself).
-- ``member_id``: whose role changed; the recipient themself unless the message goes to an owner
-  about another member. A quoted name.
+- ``member_id``: who became or stopped being an owner (OWNERS_CHANGED, to the other owners).
+  A quoted name.
+- ``owner_change``: what happened to them, in words: "was added as an owner", "became an owner
+  (was admin)", "is no longer an owner (now member)", "is no longer a member (was an owner)".
 - ``role``, ``previous_role``: the member's role after and before the change: ``owner``,
   ``admin`` or ``member``.
 - ``recovery_codes_left``: how many unused recovery codes the user has.
@@ -127,7 +130,18 @@ _QUOTE_LIKE = frozenset(
 _APOSTROPHES = re.compile("'{2,}")
 # A dot before a letter or digit makes a domain (the ideographic and full-width dots count in
 # internationalised domain names); "://" makes a URL. Mail clients turn either into a link.
-_LINK_PUNCTUATION = re.compile(r"[.\u3002\uff0e\uff61](?=\w)|:(?=//)")
+_LINK_PUNCTUATION = re.compile(r"[.\u2024\u3002\ufe52\uff0e\uff61](?=\w)|:(?=//)")
+
+
+def _owner_change(role: str | None, previous: str | None) -> str:
+    owner = Role.OWNER.value
+    if previous is None:
+        return "was added as an owner" if role == owner else f"was added as {role or _UNKNOWN}"
+    if role is None:
+        return "is no longer a member (was an owner)" if previous == owner else "left"
+    if role == owner:
+        return f"became an owner (was {previous})"
+    return f"is no longer an owner (now {role})"
 
 
 def format_time(moment: datetime) -> str:
@@ -281,6 +295,7 @@ class Templates:
             "role": n.role or _UNKNOWN,
             "previous_role": n.previous_role or _UNKNOWN,
             "member_id": n.member_id or n.user_id,
+            "owner_change": _owner_change(n.role, n.previous_role),
         }
         return {name: facts[name] for name in PLACEHOLDERS[n.kind]}
 
@@ -421,12 +436,18 @@ _DEFAULT = Templates(
             f"If you don't recognise this, {_CONTACT}.",
         ),
         NotificationKind.ROLE_CHANGED: _default(
-            "A role changed in one of your tenants on ${product}",
-            "The role of ${member_id} in the tenant ${tenant_name} on ${product} was changed "
-            "from ${previous_role} to ${role} by ${actor_id} (${actor_role}) on ${at}.",
-            "You get this message because it is your role, or because you are an owner of the "
-            "tenant and the change gives or takes away the owner role.",
+            "Your role changed in one of your tenants on ${product}",
+            "Your role in the tenant ${tenant_name} on ${product} was changed from "
+            "${previous_role} to ${role} by ${actor_id} (${actor_role}) on ${at}.",
             f"If you don't recognise this, {_CONTACT}.",
+        ),
+        NotificationKind.OWNERS_CHANGED: _default(
+            "The owners of one of your tenants on ${product} changed",
+            "A change to who owns the tenant ${tenant_name} on ${product}: ${member_id} "
+            "${owner_change}, by ${actor_id} (${actor_role}) on ${at}.",
+            "Owners switch two-factor authentication on and off and manage the members. You get "
+            "this message because you are an owner of the tenant too.",
+            f"If you didn't expect this change, check with another owner, or {_CONTACT}.",
         ),
     }
 )

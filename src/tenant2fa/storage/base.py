@@ -116,10 +116,13 @@ class Storage(Protocol):
         expected_version: int,
         audit: AuditRecord,
         notifications: Sequence[Notification] = (),
+        actor: Membership | None = None,
     ) -> bool:
         """Replace the policy of ``policy.tenant_id`` if its stored version is ``expected_version``,
         and store ``audit`` and ``notifications`` with it. Returns ``False`` and changes nothing
-        otherwise.
+        otherwise. With ``actor``, the member switching it must still be a member with exactly
+        that role when it is written, else :class:`~tenant2fa.errors.ConcurrentChange` and
+        nothing changes (an owner removed meanwhile switches nothing).
 
         One row: the cost must not depend on the number of members.
         """

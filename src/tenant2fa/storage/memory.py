@@ -114,11 +114,13 @@ class MemoryStorage:
         expected_version: int,
         audit: AuditRecord,
         notifications: Sequence[Notification] = (),
+        actor: Membership | None = None,
     ) -> bool:
         with self._lock:
             current = self._tenants.get(policy.tenant_id)
             if current is None or current.version != expected_version:
                 return False
+            self._check_actor(actor)
             self._tenants[policy.tenant_id] = policy
             self._record(audit, notifications)
             return True

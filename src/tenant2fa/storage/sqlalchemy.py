@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import urllib.parse
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -309,12 +310,11 @@ class SQLAlchemyStorage:
     def __init__(self, engine: sa.Engine | str, *, retries: int = 5) -> None:
         if isinstance(engine, str):
             engine = sa.create_engine(engine, pool_pre_ping=True)
-        database = engine.url.database
-        in_memory = database in (None, "", ":memory:") or engine.url.query.get("uri")
-        if engine.dialect.name == "sqlite" and database and not in_memory:
+        path = _sqlite_file(engine)
+        if path is not None:
             # Readable by its owner only, from the first byte (see tenant2fa.storage.files).
             try:
-                create_private_file(database)
+                create_private_file(path)
             except OSError as exc:
                 raise StorageError(f"cannot create the SQLite database file: {exc}") from exc
         self.engine = engine
@@ -516,8 +516,13 @@ class SQLAlchemyStorage:
         expected_version: int,
         audit: AuditRecord,
         notifications: Sequence[Notification] = (),
+        actor: Membership | None = None,
     ) -> bool:
         def work(conn: sa.Connection) -> bool:
+            if actor is not None:
+                # The tenant's row lock orders this with the membership changes of the tenant.
+                self._lock_tenant(conn, policy.tenant_id)
+                self._check_actor(conn, actor)
             result = conn.execute(
                 tenants.update()
                 .where(tenants.c.tenant_id == policy.tenant_id)
@@ -1198,6 +1203,26 @@ class SQLAlchemyStorage:
             stmt = stmt.where(outbox.c.state == state.value)
         rows = self._run(lambda c: c.execute(stmt.order_by(outbox.c.seq).limit(limit)).all())
         return [self._outbox_item(row) for row in rows]
+
+
+def _sqlite_file(engine: sa.Engine) -> str | None:
+    """The file an SQLite engine opens, or ``None`` (another database, or one in memory).
+
+    With ``?uri=true`` the database is a ``file:`` URI (``file:/srv/app.db?mode=rwc``): its path
+    is the file, unless it is ``:memory:`` or opened with ``mode=memory``.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    if not engine.url.query.get("uri"):
+        return database
+    parts = urllib.parse.urlsplit(database)
+    # SQLAlchemy passes the URL's own query (mode=...) on to the file URI.
+    modes = [*urllib.parse.parse_qs(parts.query).get("mode", []), engine.url.query.get("mode")]
+    path = urllib.parse.unquote(parts.path)
+    if parts.scheme != "file" or not path or path == ":memory:" or "memory" in modes:
+        return None
+    return path
 
 
 def _add_missing_columns(conn: sa.Connection) -> None:

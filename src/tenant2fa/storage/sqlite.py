@@ -465,8 +465,10 @@ class SQLiteStorage:
         expected_version: int,
         audit: AuditRecord,
         notifications: Sequence[Notification] = (),
+        actor: Membership | None = None,
     ) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
+            self._check_actor(conn, actor)
             _, name, required, activated, grace, version = self._policy_row(policy)
             cursor = conn.execute(
                 "UPDATE t2fa_tenants SET name = ?, two_factor_required = ?, activated_at = ?, "

@@ -479,6 +479,42 @@ class StorageConformance:
         assert storage.get_tenant("ghost") is None
         assert _audit_log(storage) == []
 
+    def test_update_tenant_policy_by_an_actor_who_still_holds_the_role_replaces_it(
+        self, storage: Storage
+    ) -> None:
+        policy = _new_tenant(storage, "acme")
+        new = dataclasses.replace(policy, two_factor_required=True, version=policy.version + 1)
+        olga = _member("acme", "olga", Role.OWNER)
+        assert storage.update_tenant_policy(
+            new, expected_version=policy.version, audit=_audit(tenant_id="acme"), actor=olga
+        )
+        assert storage.get_tenant("acme") == new
+
+    def test_update_tenant_policy_by_an_actor_demoted_or_removed_meanwhile_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        policy = _new_tenant(storage, "acme")
+        _join(storage, "acme", "otto", Role.OWNER)
+        _join(storage, "acme", "adam", Role.OWNER)
+        storage.change_role(
+            _member("acme", "adam", Role.OWNER), Role.ADMIN, actor=None, audit=_audit()
+        )
+        storage.remove_membership(_member("acme", "otto", Role.OWNER), actor=None, audit=_audit())
+        records = _audit_log(storage)
+        new = dataclasses.replace(policy, two_factor_required=False, version=policy.version + 1)
+        for stale in (_member("acme", "adam", Role.OWNER), _member("acme", "otto", Role.OWNER)):
+            with pytest.raises(ConcurrentChange):
+                storage.update_tenant_policy(
+                    new,
+                    expected_version=policy.version,
+                    audit=_audit(tenant_id="acme"),
+                    notifications=[_note("never-switched")],
+                    actor=stale,
+                )
+        assert storage.get_tenant("acme") == policy
+        assert _audit_log(storage) == records
+        assert "never-switched" not in _outbox_ids(storage)
+
     # -- memberships ---------------------------------------------------------------------------
 
     def test_add_membership_stores_membership_and_audit(self, storage: Storage) -> None:

@@ -55,5 +55,5 @@ def seed_tenants(tf: TwoFactor) -> bool:
         tf.create_tenant(tenant_id, name=name, owner_id=OWNER)
         for user_id, _, _ in DEMO_PEOPLE:
             if user_id != OWNER:
-                tf.add_member(tenant_id, user_id)
+                tf.add_member(tenant_id, user_id, operator="demo seed")
     return True
