@@ -32,10 +32,11 @@ import pytest
 import zxingcpp
 from PIL import Image
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tenant2fa import Config, RecoveryCodeHasher, TwoFactor
@@ -186,11 +187,29 @@ def shot(browser: WebDriver, name: str) -> None:
     )
 
 
+def _gone(page: WebElement) -> Callable[[WebDriver], bool]:
+    """Whether ``page`` (the old document's root) has left: selenium's ``staleness_of``, plus the
+    other answer ChromeDriver sometimes gives for a node of a document that was replaced."""
+
+    def check(_browser: WebDriver) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    return check
+
+
 def click(browser: WebDriver, css: str) -> None:
     """Click and wait for the next page to load."""
     page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.CSS_SELECTOR, css).click()
-    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, 10).until(_gone(page))
 
 
 def type_in(browser: WebDriver, css: str, text: str) -> None:
@@ -396,4 +415,4 @@ def forge_toggle(browser: WebDriver, demo: Demo, value: str) -> None:
         demo.url + "t/tenant-b/settings/authentication",
         value,
     )
-    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, 10).until(_gone(page))
