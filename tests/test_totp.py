@@ -8,6 +8,7 @@ RFC 4226's tables.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import os
@@ -20,7 +21,10 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
+import pyotp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import Enrolled, enroll_bob
 from tenant2fa import Algorithm, InvalidInput, Reason, TotpSettings, TwoFactor, totp
@@ -526,3 +530,27 @@ def test_a_pre_epoch_clock_gives_a_non_ok_result_not_an_exception(
     step_zero = totp.code_at(secret_of(tf, "bob"), 0)
     result = tf.verify_code(enrolled.login, "B", step_zero)
     assert (result.ok, result.reason) == (False, Reason.INVALID)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    secret=st.binary(min_size=16, max_size=64),
+    counter=st.integers(min_value=0, max_value=2**63 - 1),
+    digits=st.sampled_from([6, 8]),
+    algorithm=st.sampled_from(Algorithm),
+)
+def test_the_verifying_hotp_agrees_with_pyotp_for_any_secret_and_counter(
+    secret: bytes, counter: int, digits: int, algorithm: Algorithm
+) -> None:
+    """matching_step computes HOTP with hmac.digest itself (the fast path); pyotp, which code_at
+    uses, is the oracle, and the RFC tables above pin both."""
+    oracle = pyotp.HOTP(
+        base64.b32encode(secret).decode(), digits=digits, digest=algorithm.digestmod
+    )
+    expected = oracle.at(counter)
+    assert totp._hotp(secret, counter, digits, algorithm.hash_name) == expected.encode()
+    settings = TotpSettings(digits=digits, algorithm=algorithm)
+    assert totp.code_at(secret, counter, settings) == expected
+    found = totp.matching_step(secret, expected, counter, settings)
+    assert found is not None
+    assert found >= counter  # the newest step with this code wins (a collision is newer)

@@ -51,7 +51,8 @@ class EnrollmentState(enum.Enum):
     @property
     def is_enrolled(self) -> bool:
         """True when the user has a confirmed authenticator."""
-        return self in (EnrollmentState.ACTIVE, EnrollmentState.REPLACING)
+        # Identity tests: enum equality and hashing cost more, and this runs on every request.
+        return self is EnrollmentState.ACTIVE or self is EnrollmentState.REPLACING
 
 
 class EnrollmentEvent(enum.Enum):

@@ -169,40 +169,39 @@ def next_step(
     ``policies`` are the policies of every tenant the user belongs to; it must include
     ``tenant_id`` (else :class:`NotAMember` is raised).
     """
-    current = next((p for p in policies if p.tenant_id == tenant_id), None)
+    current: TenantPolicy | None = None
+    requiring: list[TenantPolicy] = []
+    for policy in policies:
+        if policy.tenant_id == tenant_id:
+            current = policy
+        if policy.two_factor_required:
+            requiring.append(policy)
     if current is None:
         raise NotAMember(tenant_id, login.user_id)
-    requiring = [p for p in policies if p.two_factor_required]
     required_by = tuple(sorted(p.tenant_id for p in requiring))
-
-    def step(kind: StepKind, **extra: object) -> Step:
-        return Step(kind=kind, tenant_id=tenant_id, required_by=required_by, **extra)  # type: ignore[arg-type]
 
     if not identity_is_current(
         login, floor=user.identity_floor, now=now, max_age=config.max_login_age
     ):
-        return step(StepKind.VERIFY_IDENTITY)
-
-    def lock_or(kind: StepKind, **extra: object) -> Step:
-        allowed = allowance(
-            failures=user.failures,
-            last_failure_at=user.last_failure_at,
-            now=now,
-            rules=config.throttle,
-        )
-        if not allowed.allowed:
-            return step(StepKind.LOCKED, retry_at=allowed.retry_at)
-        return step(kind, **extra)
+        return Step(kind=StepKind.VERIFY_IDENTITY, tenant_id=tenant_id, required_by=required_by)
 
     if user.state.is_enrolled:
-        if not (current.two_factor_required or config.challenge_everywhere):
-            return step(StepKind.DONE)
-        if second_factor_counts(login, epoch=user.epoch, now=now, max_age=config.max_login_age):
-            return step(StepKind.DONE)
-        return lock_or(StepKind.CHALLENGE)
+        if not (current.two_factor_required or config.challenge_everywhere) or (
+            second_factor_counts(login, epoch=user.epoch, now=now, max_age=config.max_login_age)
+        ):
+            return Step(kind=StepKind.DONE, tenant_id=tenant_id, required_by=required_by)
+        retry = _locked(user, now, config.throttle)
+        if retry is not None:
+            return Step(
+                kind=StepKind.LOCKED,
+                tenant_id=tenant_id,
+                required_by=required_by,
+                retry_at=retry[0],
+            )
+        return Step(kind=StepKind.CHALLENGE, tenant_id=tenant_id, required_by=required_by)
 
     if not requiring:
-        return step(StepKind.DONE)
+        return Step(kind=StepKind.DONE, tenant_id=tenant_id, required_by=required_by)
 
     deadlines = [d for d in (p.enrollment_deadline() for p in requiring) if d is not None]
     enroll_by = min(deadlines) if deadlines else None
@@ -211,7 +210,7 @@ def next_step(
     in_grace = enroll_by is not None and now < enroll_by and all(p.grace_period for p in requiring)
     deferred = login.enrollment_deferred_until
     if in_grace and deferred is not None and now < deferred:
-        return step(StepKind.DONE)
+        return Step(kind=StepKind.DONE, tenant_id=tenant_id, required_by=required_by)
 
     activations = [p.activated_at for p in requiring if p.activated_at is not None]
     fresh = identity_is_fresh(
@@ -221,10 +220,28 @@ def next_step(
         window=config.reauth_window,
         floor=user.identity_floor,
     )
-    grace_end = enroll_by if in_grace else None
-    if not fresh:
-        return step(StepKind.VERIFY_IDENTITY, skippable=in_grace, enroll_by=grace_end)
-    return lock_or(StepKind.ENROLL, skippable=in_grace, enroll_by=grace_end)
+    kind = StepKind.ENROLL if fresh else StepKind.VERIFY_IDENTITY
+    retry = None if kind is StepKind.VERIFY_IDENTITY else _locked(user, now, config.throttle)
+    if retry is not None:
+        return Step(
+            kind=StepKind.LOCKED, tenant_id=tenant_id, required_by=required_by, retry_at=retry[0]
+        )
+    return Step(
+        kind=kind,
+        tenant_id=tenant_id,
+        required_by=required_by,
+        skippable=in_grace,
+        enroll_by=enroll_by if in_grace else None,
+    )
+
+
+def _locked(user: UserFacts, now: datetime, rules: ThrottleRules) -> tuple[datetime | None] | None:
+    """``(retry_at,)`` if the user's failures make them wait now (``retry_at`` ``None``: until an
+    owner unlocks them), else ``None``."""
+    allowed = allowance(
+        failures=user.failures, last_failure_at=user.last_failure_at, now=now, rules=rules
+    )
+    return None if allowed.allowed else (allowed.retry_at,)
 
 
 class LoginEvent(enum.Enum):

@@ -12,7 +12,6 @@ Ciphertext layout (version 1)::
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import os
 import re
@@ -50,7 +49,7 @@ class Keyring:
     b'secret'
     """
 
-    __slots__ = ("_aeads", "_keys", "_primary")
+    __slots__ = ("_aeads", "_keys", "_mac_keys", "_primary")
 
     def __init__(self, keys: Mapping[str, bytes], *, primary: str | None = None) -> None:
         if not keys:
@@ -65,6 +64,9 @@ class Keyring:
         if self._primary not in self._keys:
             raise ConfigurationError(f"primary key id {self._primary!r} is not in the keyring")
         self._aeads = {key_id: AESGCM(key) for key_id, key in self._keys.items()}
+        # MAC subkeys, derived once per (key id, purpose): tagging a login value is on every
+        # request's path. Filled lazily; a lost race derives the same bytes twice.
+        self._mac_keys: dict[tuple[str, str], bytes] = {}
 
     @staticmethod
     def new_key() -> bytes:
@@ -158,10 +160,13 @@ class Keyring:
         return hmac.compare_digest(self._mac(key_id, message, purpose), tag)
 
     def _mac(self, key_id: str, message: bytes, purpose: str) -> bytes:
-        subkey = hmac.digest(
-            self._keys[key_id], b"tenant2fa mac key\x00" + purpose.encode(), hashlib.sha256
-        )
-        return hmac.digest(subkey, message, hashlib.sha256)
+        subkey = self._mac_keys.get((key_id, purpose))
+        if subkey is None:
+            subkey = hmac.digest(
+                self._keys[key_id], b"tenant2fa mac key\x00" + purpose.encode(), "sha256"
+            )
+            self._mac_keys[(key_id, purpose)] = subkey
+        return hmac.digest(subkey, message, "sha256")
 
     def _parse(self, blob: bytes) -> tuple[str, bytes, bytes]:
         if not isinstance(blob, bytes) or len(blob) < 2 or blob[0] != _VERSION:

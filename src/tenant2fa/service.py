@@ -154,8 +154,8 @@ class TwoFactor:
     def _login(self, login: object) -> LoginSession:
         return session.verify_tag(login, self.keyring)
 
-    def _sign(self, login: LoginSession) -> LoginSession:
-        return session.sign(login, self.keyring)
+    def _sign(self, login: LoginSession, **changes: object) -> LoginSession:
+        return session.sign(login, self.keyring, **changes)
 
     def _tenant(self, tenant_id: str) -> TenantPolicy:
         policy = self.storage.get_tenant(check_identifier(tenant_id, "tenant_id"))
@@ -758,9 +758,7 @@ class TwoFactor:
                 AuditKind.IDENTITY_VERIFIED, at=now, user_id=login.user_id, method=method
             )
         )
-        return self._sign(
-            dataclasses.replace(login, identity_verified_at=checked, identity_method=method)
-        )
+        return self._sign(login, identity_verified_at=checked, identity_method=method)
 
     def defer_enrollment(self, login: LoginSession, tenant_id: str) -> LoginSession:
         """Postpone enrolling while every tenant requiring it is in its grace period.
@@ -781,7 +779,7 @@ class TwoFactor:
                 until=step.enroll_by.isoformat(),
             )
         )
-        return self._sign(dataclasses.replace(login, enrollment_deferred_until=step.enroll_by))
+        return self._sign(login, enrollment_deferred_until=step.enroll_by)
 
     def seal_session(self, login: LoginSession) -> str:
         """An encrypted, authenticated token of ``login`` for a cookie (see :meth:`open_session`)."""
@@ -935,9 +933,7 @@ class TwoFactor:
             return EnrollmentResult(ok=False, reason=Reason.UNAVAILABLE, login=login)
         _log.info("user %r enabled two-factor authentication", user_id)
         self._deliver([enabled_note])
-        proven = self._sign(
-            dataclasses.replace(login, second_factor_at=now, second_factor_epoch=epoch)
-        )
+        proven = self._sign(login, second_factor_at=now, second_factor_epoch=epoch)
         return EnrollmentResult(ok=True, reason=Reason.OK, login=proven, recovery_codes=codes)
 
     # -- verification ----------------------------------------------------------------------
@@ -989,9 +985,7 @@ class TwoFactor:
         except (StorageError, KeyringError) as exc:
             _log.error("verify_code for %r failed closed: %s", user_id, exc)
             return VerifyResult(ok=False, reason=Reason.UNAVAILABLE, login=login)
-        proven = self._sign(
-            dataclasses.replace(login, second_factor_at=now, second_factor_epoch=factor.epoch)
-        )
+        proven = self._sign(login, second_factor_at=now, second_factor_epoch=factor.epoch)
         return VerifyResult(ok=True, reason=Reason.OK, login=proven)
 
     def use_recovery_code(self, login: LoginSession, tenant_id: str, code: object) -> VerifyResult:
@@ -1050,9 +1044,7 @@ class TwoFactor:
             _log.error("use_recovery_code for %r failed closed: %s", user_id, exc)
             return VerifyResult(ok=False, reason=Reason.UNAVAILABLE, login=login)
         self._deliver([used_note])
-        proven = self._sign(
-            dataclasses.replace(login, second_factor_at=now, second_factor_epoch=factor.epoch)
-        )
+        proven = self._sign(login, second_factor_at=now, second_factor_epoch=factor.epoch)
         return VerifyResult(ok=True, reason=Reason.OK, login=proven, recovery_codes_left=left)
 
     def regenerate_recovery_codes(
@@ -1086,7 +1078,7 @@ class TwoFactor:
         if epoch is None:
             raise Conflict("the user's two-factor settings changed meanwhile; try again")
         self._deliver([note])
-        return self._sign(dataclasses.replace(login, second_factor_epoch=epoch)), codes
+        return self._sign(login, second_factor_epoch=epoch), codes
 
     # -- reset and removal -----------------------------------------------------------------
 
@@ -1284,9 +1276,7 @@ class TwoFactor:
         if epoch is None:
             raise InvalidTransition(EnrollmentState.NONE, EnrollmentEvent.RESET)
         self._deliver([note])
-        return self._sign(
-            dataclasses.replace(login, second_factor_at=None, second_factor_epoch=None)
-        )
+        return self._sign(login, second_factor_at=None, second_factor_epoch=None)
 
     # -- keys ------------------------------------------------------------------------------
 

@@ -53,23 +53,34 @@ class LoginSession:
     tag: str = field(default="", repr=False)
 
     def _payload(self) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name == "tag":
-                continue
-            value = getattr(self, f.name)
-            data[f.name] = value.isoformat() if isinstance(value, datetime) else value
-        return data
+        return _payload({name: getattr(self, name) for name in _SIGNED})
 
     def _message(self) -> bytes:
-        return json.dumps(self._payload(), sort_keys=True, separators=(",", ":")).encode()
+        return _message(self._payload())
 
 
-def sign(login: LoginSession, keyring: Keyring) -> LoginSession:
-    """``login`` with a fresh tag over its fields."""
-    key_id, mac = keyring.mac(login._message(), purpose=_TAG_PURPOSE)
+def _payload(fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: value.isoformat() if isinstance(value, datetime) else value
+        for name, value in fields.items()
+    }
+
+
+def _message(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
+
+_SIGNED = tuple(f.name for f in dataclasses.fields(LoginSession) if f.name != "tag")
+"""The fields the tag covers: all but the tag."""
+
+
+def sign(login: LoginSession, keyring: Keyring, **changes: Any) -> LoginSession:  # noqa: ANN401
+    """``login`` with ``changes`` applied and a fresh tag over its fields, made in one copy."""
+    fields = {name: getattr(login, name) for name in _SIGNED}
+    fields.update(changes)
+    key_id, mac = keyring.mac(_message(_payload(fields)), purpose=_TAG_PURPOSE)
     tag = key_id + "." + base64.urlsafe_b64encode(mac).decode("ascii").rstrip("=")
-    return dataclasses.replace(login, tag=tag)
+    return dataclasses.replace(login, **changes, tag=tag)
 
 
 def verify_tag(login: object, keyring: Keyring) -> LoginSession:

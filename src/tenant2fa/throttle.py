@@ -82,8 +82,12 @@ def allowance(
         return Allowance(allowed=False, locked_for_good=True)
     # Free failures impose no wait, even if the last one was stamped by a clock ahead of ours.
     if failures < rules.free_failures or failures <= 0 or last_failure_at is None:
-        return Allowance(allowed=True)
+        return _ALLOWED
     retry_at = later(last_failure_at, rules.delay_after(failures))
     if now < retry_at:
         return Allowance(allowed=False, retry_at=retry_at)
-    return Allowance(allowed=True)
+    return _ALLOWED
+
+
+_ALLOWED = Allowance(allowed=True)
+"""The common answer, made once (it is immutable): every login decision asks."""

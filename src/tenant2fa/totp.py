@@ -79,6 +79,11 @@ class Algorithm(enum.Enum):
             self.value
         ]
 
+    @property
+    def hash_name(self) -> str:
+        """The name :func:`hmac.digest` takes (its one-shot fast path wants a name)."""
+        return self.value.lower()
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TotpSettings:
@@ -168,6 +173,16 @@ def code_at(secret: bytes, step: int, settings: TotpSettings | None = None) -> s
     return str(_otp(secret, settings or TotpSettings()).generate_otp(step))
 
 
+def _hotp(secret: bytes, counter: int, digits: int, hash_name: str) -> bytes:
+    """RFC 4226 HOTP value of ``counter`` as ``digits`` ASCII digits: HMAC, dynamic truncation,
+    modulo. The verifying path computes it with :func:`hmac.digest` directly; :func:`code_at`
+    goes through pyotp, so that each checks the other (and the RFC vectors check both)."""
+    mac = hmac.digest(secret, counter.to_bytes(8, "big"), hash_name)
+    offset = mac[-1] & 0x0F
+    value = int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF
+    return b"%0*d" % (digits, value % 10**digits)
+
+
 def matching_step(
     secret: bytes, code: str, step: int, settings: TotpSettings | None = None
 ) -> int | None:
@@ -178,14 +193,11 @@ def matching_step(
     here: the caller must accept the returned step only if it is newer than the last one accepted.
     """
     settings = settings or TotpSettings()
-    otp = _otp(secret, settings)
+    digits, hash_name = settings.digits, settings.algorithm.hash_name
     given = code.encode("ascii")
     found: int | None = None
-    for candidate in range(step - settings.window, step + settings.window + 1):
-        if candidate < 0:
-            continue
-        expected = str(otp.generate_otp(candidate)).encode("ascii")
-        if hmac.compare_digest(expected, given):
+    for candidate in range(max(step - settings.window, 0), step + settings.window + 1):
+        if hmac.compare_digest(_hotp(secret, candidate, digits, hash_name), given):
             found = candidate
     return found
 
