@@ -360,45 +360,11 @@ class TwoFactor:
 
         def attempt() -> Membership:
             acting = self._acting_member(tenant_id, actor)
-            if acting is not None:
-                check_member_action(
-                    Action.ADD_MEMBER,
-                    actor=acting,
-                    target=membership,
-                    gated_roles=self.config.toggle_roles,
-                )
-            now = self._now()
-            actor_name, actor_role = self._actor_facts(actor, acting, user_id)
-            note = self._note(
-                NotificationKind.MEMBER_ADDED,
-                user_id,
-                now,
-                tenant_id=tenant_id,
-                tenant_name=tenant.name,
-                role=role.value,
-                actor_id=actor_name,
-                actor_role=actor_role,
+            self._check_member_action(Action.ADD_MEMBER, acting, membership)
+            audit, notes = self._membership_change(
+                tenant, user_id, actor, acting, role=role, role_before=None
             )
-            notes = [
-                note,
-                *self._owner_notices(
-                    tenant, user_id, role, None, now, actor=(actor_name, actor_role)
-                ),
-            ]
-            self.storage.add_membership(
-                membership,
-                new_audit_record(
-                    AuditKind.MEMBER_ADDED,
-                    at=now,
-                    tenant_id=tenant_id,
-                    user_id=user_id,
-                    actor_id=actor_name,
-                    role=role.value,
-                    actor_role=actor_role,
-                ),
-                actor=acting,
-                notifications=notes,
-            )
+            self.storage.add_membership(membership, audit, actor=acting, notifications=notes)
             self._deliver(notes)
             return membership
 
@@ -431,46 +397,17 @@ class TwoFactor:
 
         def attempt() -> None:
             acting, target = self._acting_on(tenant_id, user_id, actor)
-            if acting is not None:
-                check_member_action(
-                    Action.REMOVE_MEMBER,
-                    actor=acting,
-                    target=target,
-                    gated_roles=self.config.toggle_roles,
-                )
-            now = self._now()
-            actor_name, actor_role = self._actor_facts(actor, acting, user_id)
-            note = self._note(
-                NotificationKind.MEMBER_REMOVED,
+            self._check_member_action(Action.REMOVE_MEMBER, acting, target)
+            audit, notes = self._membership_change(
+                tenant,
                 user_id,
-                now,
-                tenant_id=tenant_id,
-                tenant_name=tenant.name,
-                previous_role=target.role.value,
-                actor_id=actor_name,
-                actor_role=actor_role,
+                actor,
+                acting,
+                role=None,
+                role_before=target.role,
             )
-            notes = [
-                note,
-                *self._owner_notices(
-                    tenant, user_id, None, target.role, now, actor=(actor_name, actor_role)
-                ),
-            ]
-            self.storage.remove_membership(
-                target,
-                actor=acting,
-                audit=new_audit_record(
-                    AuditKind.MEMBER_REMOVED,
-                    at=now,
-                    tenant_id=tenant_id,
-                    user_id=user_id,
-                    actor_id=actor_name,
-                    role=target.role.value,
-                    actor_role=actor_role,
-                ),
-                notifications=notes,
-            )
-            _log.info("%r removed from tenant %r by %r", user_id, tenant_id, actor_name)
+            self.storage.remove_membership(target, actor=acting, audit=audit, notifications=notes)
+            _log.info("%r removed from tenant %r by %r", user_id, tenant_id, audit.actor_id)
             self._deliver(notes)
 
         self._retrying(attempt)
@@ -502,55 +439,96 @@ class TwoFactor:
 
         def attempt() -> Membership:
             acting, target = self._acting_on(tenant_id, user_id, actor)
-            if acting is not None:
-                check_member_action(
-                    Action.CHANGE_ROLE,
-                    actor=acting,
-                    target=target,
-                    new_role=role,
-                    gated_roles=self.config.toggle_roles,
-                )
+            self._check_member_action(Action.CHANGE_ROLE, acting, target, new_role=role)
             if target.role is role:
                 return target
-            now = self._now()
-            actor_name, actor_role = self._actor_facts(actor, acting, user_id)
-            notes = [
-                self._note(
-                    NotificationKind.ROLE_CHANGED,
-                    user_id,
-                    now,
-                    tenant_id=tenant_id,
-                    tenant_name=tenant.name,
-                    role=role.value,
-                    previous_role=target.role.value,
-                    actor_id=actor_name,
-                    actor_role=actor_role,
-                ),
-                *self._owner_notices(
-                    tenant, user_id, role, target.role, now, actor=(actor_name, actor_role)
-                ),
-            ]
-            self.storage.change_role(
-                target,
-                role,
-                actor=acting,
-                audit=new_audit_record(
-                    AuditKind.ROLE_CHANGED,
-                    at=now,
-                    tenant_id=tenant_id,
-                    user_id=user_id,
-                    actor_id=actor_name,
-                    old=target.role.value,
-                    new=role.value,
-                    actor_role=actor_role,
-                ),
-                notifications=notes,
+            audit, notes = self._membership_change(
+                tenant,
+                user_id,
+                actor,
+                acting,
+                role=role,
+                role_before=target.role,
             )
+            self.storage.change_role(target, role, actor=acting, audit=audit, notifications=notes)
             _log.info("%r is now %s of tenant %r", user_id, role.value, tenant_id)
             self._deliver(notes)
             return dataclasses.replace(target, role=role)
 
         return self._retrying(attempt)
+
+    def _check_member_action(
+        self,
+        action: Action,
+        acting: Membership | None,
+        target: Membership,
+        *,
+        new_role: Role | None = None,
+    ) -> None:
+        """MEMBER_RULES for a member acting; the host or an operator (``acting`` None) may."""
+        if acting is not None:
+            check_member_action(
+                action,
+                actor=acting,
+                target=target,
+                new_role=new_role,
+                gated_roles=self.config.toggle_roles,
+            )
+
+    def _membership_change(
+        self,
+        tenant: TenantPolicy,
+        user_id: str,
+        actor: Actor,
+        acting: Membership | None,
+        *,
+        role: Role | None,
+        role_before: Role | None,
+    ) -> tuple[AuditRecord, list[Notification]]:
+        """The audit record of a membership change (``role_before`` ``None``: the user joins;
+        ``role`` ``None``: they leave; else a role change), the member's notice, and the other
+        owners' when an owner comes or goes (see :meth:`_owner_notices`)."""
+        now = self._now()
+        actor_name, actor_role = self._actor_facts(actor, acting, user_id)
+        detail: dict[str, str]
+        if role_before is None and role is not None:
+            kinds = (AuditKind.MEMBER_ADDED, NotificationKind.MEMBER_ADDED)
+            detail = {"role": role.value}
+        elif role is None and role_before is not None:
+            kinds = (AuditKind.MEMBER_REMOVED, NotificationKind.MEMBER_REMOVED)
+            detail = {"role": role_before.value}
+        elif role is not None and role_before is not None:
+            kinds = (AuditKind.ROLE_CHANGED, NotificationKind.ROLE_CHANGED)
+            detail = {"old": role_before.value, "new": role.value}
+        else:
+            raise InvalidInput("a membership change has a role before or after it")
+        audit_kind, note_kind = kinds
+        audit = new_audit_record(
+            audit_kind,
+            at=now,
+            tenant_id=tenant.tenant_id,
+            user_id=user_id,
+            actor_id=actor_name,
+            actor_role=actor_role,
+            **detail,
+        )
+        notes = [
+            self._note(
+                note_kind,
+                user_id,
+                now,
+                tenant_id=tenant.tenant_id,
+                tenant_name=tenant.name,
+                role=None if role is None else role.value,
+                previous_role=None if role_before is None else role_before.value,
+                actor_id=actor_name,
+                actor_role=actor_role,
+            ),
+            *self._owner_notices(
+                tenant, user_id, role, role_before, now, actor=(actor_name, actor_role)
+            ),
+        ]
+        return audit, notes
 
     def _owner_notices(
         self,

@@ -21,19 +21,28 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tenant2fa.enrollment import EnrollmentState, PendingEnrollment, effective_state
+from tenant2fa.errors import ConcurrentChange, LastOwner, NotAMember
+from tenant2fa.policy import Role
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from datetime import timedelta
 
     from tenant2fa.audit import AuditQuery, AuditRecord
     from tenant2fa.notify import Notification
     from tenant2fa.outbox import OutboxItem, OutboxState
-    from tenant2fa.policy import Membership, Role, Standing, TenantPolicy
+    from tenant2fa.policy import Membership, Standing, TenantPolicy
     from tenant2fa.recovery import RecoveryCodeSet
     from tenant2fa.throttle import ThrottleRules
 
-__all__ = ["Charge", "FactorRecord", "SealedSecrets", "Storage"]
+__all__ = [
+    "Charge",
+    "FactorRecord",
+    "SealedSecrets",
+    "Storage",
+    "check_actor_holds",
+    "check_member_change",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +93,39 @@ class SealedSecrets:
     secret: bytes | None = field(default=None, repr=False)
     pending_id: str | None = None
     pending_secret: bytes | None = field(default=None, repr=False)
+
+
+def check_actor_holds(actor: Membership | None, role_of: Callable[[str, str], Role | None]) -> None:
+    """The actor guard of the membership and policy writes, for backends: raise
+    :class:`~tenant2fa.errors.ConcurrentChange` unless ``actor`` (if given) is still a member of
+    its tenant with exactly its role. ``role_of(tenant_id, user_id)`` reads the stored role inside
+    the backend's atomic step (``None``: no member)."""
+    if actor is not None and role_of(actor.tenant_id, actor.user_id) is not actor.role:
+        raise ConcurrentChange("the acting member's role changed meanwhile")
+
+
+def check_member_change(
+    membership: Membership,
+    actor: Membership | None,
+    *,
+    role_of: Callable[[str, str], Role | None],
+    losing_owner: bool,
+    count_owners: Callable[[], int],
+) -> None:
+    """The guards of :meth:`Storage.remove_membership` and :meth:`Storage.change_role`, for
+    backends to run inside their atomic step: the member is still there with
+    ``membership.role`` (else :class:`~tenant2fa.errors.NotAMember` or
+    :class:`~tenant2fa.errors.ConcurrentChange`), the actor still holds its role, and, when the
+    change takes an owner away (``losing_owner``), another owner remains
+    (:class:`~tenant2fa.errors.LastOwner`; ``count_owners`` is only called then)."""
+    role = role_of(membership.tenant_id, membership.user_id)
+    if role is None:
+        raise NotAMember(membership.tenant_id, membership.user_id)
+    if role is not membership.role:
+        raise ConcurrentChange("the member's role changed meanwhile")
+    check_actor_holds(actor, role_of)
+    if losing_owner and role is Role.OWNER and count_owners() <= 1:
+        raise LastOwner(membership.tenant_id)
 
 
 @runtime_checkable

@@ -17,14 +17,18 @@ from tenant2fa.clock import later
 from tenant2fa.errors import (
     AlreadyMember,
     ConcurrentChange,
-    LastOwner,
-    NotAMember,
     TenantExists,
     UnknownTenant,
 )
 from tenant2fa.outbox import OutboxItem, OutboxState, with_codes_left
 from tenant2fa.policy import Membership, Role, Standing
-from tenant2fa.storage.base import Charge, FactorRecord, SealedSecrets
+from tenant2fa.storage.base import (
+    Charge,
+    FactorRecord,
+    SealedSecrets,
+    check_actor_holds,
+    check_member_change,
+)
 from tenant2fa.throttle import allowance
 
 if TYPE_CHECKING:
@@ -153,23 +157,24 @@ class MemoryStorage:
         self._tenants_by_user[m.user_id].discard(m.tenant_id)
         self._by_role[(m.tenant_id, m.role)].discard(m.user_id)
 
+    def _role_of(self, tenant_id: str, user_id: str) -> Role | None:
+        stored = self._members.get((tenant_id, user_id))
+        return None if stored is None else stored.role
+
     def _check_actor(self, actor: Membership | None) -> None:
-        if actor is not None and self._members.get((actor.tenant_id, actor.user_id)) != actor:
-            raise ConcurrentChange("the acting member's role changed meanwhile")
+        check_actor_holds(actor, self._role_of)
 
-    def _check_change(self, membership: Membership, actor: Membership | None) -> None:
+    def _check_change(
+        self, membership: Membership, actor: Membership | None, *, losing_owner: bool
+    ) -> None:
         """The guards of remove_membership and change_role (the lock is held)."""
-        stored = self._members.get((membership.tenant_id, membership.user_id))
-        if stored is None:
-            raise NotAMember(membership.tenant_id, membership.user_id)
-        if stored != membership:
-            raise ConcurrentChange("the member's role changed meanwhile")
-        self._check_actor(actor)
-
-    def _check_owner_left(self, membership: Membership) -> None:
-        owners = self._by_role.get((membership.tenant_id, Role.OWNER), set())
-        if membership.role is Role.OWNER and owners <= {membership.user_id}:
-            raise LastOwner(membership.tenant_id)
+        check_member_change(
+            membership,
+            actor,
+            role_of=self._role_of,
+            losing_owner=losing_owner,
+            count_owners=lambda: len(self._by_role.get((membership.tenant_id, Role.OWNER), ())),
+        )
 
     def remove_membership(
         self,
@@ -180,8 +185,7 @@ class MemoryStorage:
         notifications: Sequence[Notification] = (),
     ) -> None:
         with self._lock:
-            self._check_change(membership, actor)
-            self._check_owner_left(membership)
+            self._check_change(membership, actor, losing_owner=True)
             self._leave(membership)
             self._record(audit, notifications)
 
@@ -195,9 +199,7 @@ class MemoryStorage:
         notifications: Sequence[Notification] = (),
     ) -> None:
         with self._lock:
-            self._check_change(membership, actor)
-            if role is not Role.OWNER:
-                self._check_owner_left(membership)
+            self._check_change(membership, actor, losing_owner=role is not Role.OWNER)
             self._leave(membership)
             self._join(dataclasses.replace(membership, role=role))
             self._record(audit, notifications)

@@ -35,7 +35,6 @@ from tenant2fa.enrollment import PendingEnrollment
 from tenant2fa.errors import (
     AlreadyMember,
     ConcurrentChange,
-    LastOwner,
     NotAMember,
     StorageError,
     TenantExists,
@@ -49,7 +48,13 @@ from tenant2fa.outbox import (
     with_codes_left,
 )
 from tenant2fa.policy import Membership, Role, Standing, TenantPolicy
-from tenant2fa.storage.base import Charge, FactorRecord, SealedSecrets
+from tenant2fa.storage.base import (
+    Charge,
+    FactorRecord,
+    SealedSecrets,
+    check_actor_holds,
+    check_member_change,
+)
 from tenant2fa.storage.files import create_private_file
 from tenant2fa.throttle import allowance
 
@@ -585,8 +590,7 @@ class SQLAlchemyStorage:
         return None if role is None else Role(role)
 
     def _check_actor(self, conn: sa.Connection, actor: Membership | None) -> None:
-        if actor is not None and self._role_of(conn, actor.tenant_id, actor.user_id) != actor.role:
-            raise ConcurrentChange("the acting member's role changed meanwhile")
+        check_actor_holds(actor, lambda tenant, user: self._role_of(conn, tenant, user))
 
     def _check_change(
         self,
@@ -599,21 +603,23 @@ class SQLAlchemyStorage:
         """The guards of remove_membership and change_role, under the tenant's row lock."""
         if not self._lock_tenant(conn, membership.tenant_id):
             raise NotAMember(membership.tenant_id, membership.user_id)
-        role = self._role_of(conn, membership.tenant_id, membership.user_id)
-        if role is None:
-            raise NotAMember(membership.tenant_id, membership.user_id)
-        if role is not membership.role:
-            raise ConcurrentChange("the member's role changed meanwhile")
-        self._check_actor(conn, actor)
-        if losing_owner and role is Role.OWNER:
+
+        def count_owners() -> int:
             owners = conn.execute(
                 sa.select(sa.func.count())
                 .select_from(memberships)
                 .where(memberships.c.tenant_id == membership.tenant_id)
                 .where(memberships.c.role == Role.OWNER.value)
             ).scalar_one()
-            if owners <= 1:
-                raise LastOwner(membership.tenant_id)
+            return int(owners)
+
+        check_member_change(
+            membership,
+            actor,
+            role_of=lambda tenant, user: self._role_of(conn, tenant, user),
+            losing_owner=losing_owner,
+            count_owners=count_owners,
+        )
 
     @staticmethod
     def _membership_row(membership: Membership) -> sa.ColumnElement[bool]:

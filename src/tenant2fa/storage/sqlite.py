@@ -35,8 +35,6 @@ from tenant2fa.enrollment import PendingEnrollment
 from tenant2fa.errors import (
     AlreadyMember,
     ConcurrentChange,
-    LastOwner,
-    NotAMember,
     StorageError,
     TenantExists,
     UnknownTenant,
@@ -49,7 +47,13 @@ from tenant2fa.outbox import (
     with_codes_left,
 )
 from tenant2fa.policy import Membership, Role, Standing, TenantPolicy
-from tenant2fa.storage.base import Charge, FactorRecord, SealedSecrets
+from tenant2fa.storage.base import (
+    Charge,
+    FactorRecord,
+    SealedSecrets,
+    check_actor_holds,
+    check_member_change,
+)
 from tenant2fa.storage.files import create_private_file
 from tenant2fa.throttle import allowance
 
@@ -517,8 +521,7 @@ class SQLiteStorage:
         return None if row is None else Role(row[0])
 
     def _check_actor(self, conn: sqlite3.Connection, actor: Membership | None) -> None:
-        if actor is not None and self._role_of(conn, actor.tenant_id, actor.user_id) != actor.role:
-            raise ConcurrentChange("the acting member's role changed meanwhile")
+        check_actor_holds(actor, lambda tenant, user: self._role_of(conn, tenant, user))
 
     def _check_change(
         self,
@@ -529,19 +532,21 @@ class SQLiteStorage:
         losing_owner: bool,
     ) -> None:
         """The guards of remove_membership and change_role; ``conn`` holds the write lock."""
-        role = self._role_of(conn, membership.tenant_id, membership.user_id)
-        if role is None:
-            raise NotAMember(membership.tenant_id, membership.user_id)
-        if role is not membership.role:
-            raise ConcurrentChange("the member's role changed meanwhile")
-        self._check_actor(conn, actor)
-        if losing_owner and role is Role.OWNER:
+
+        def count_owners() -> int:
             (owners,) = conn.execute(
                 "SELECT COUNT(*) FROM t2fa_memberships WHERE tenant_id = ? AND role = ?",
                 (membership.tenant_id, Role.OWNER.value),
             ).fetchone()
-            if owners <= 1:
-                raise LastOwner(membership.tenant_id)
+            return int(owners)
+
+        check_member_change(
+            membership,
+            actor,
+            role_of=lambda tenant, user: self._role_of(conn, tenant, user),
+            losing_owner=losing_owner,
+            count_owners=count_owners,
+        )
 
     def remove_membership(
         self,
