@@ -290,28 +290,26 @@ def check_factor_authority(
     standings: Sequence[Standing],
     gated_roles: frozenset[Role] = DEFAULT_TOGGLE_ROLES,
     challenge_everywhere: bool = False,
-) -> Standing:
+) -> None:
     """Decide whether ``actor`` may reset or unlock ``user_id``'s factor through ``tenant_id``.
 
     ``standings`` are every tenant of the user (see :class:`Standing`). The factor is shared by
     all of them, so a member acting needs the authority of :data:`MEMBER_RULES` (and a role in
     ``gated_roles``) in ``tenant_id`` and in every tenant that relies on the factor: those that
     require 2FA (in a grace period too), or all of them with ``challenge_everywhere``. An
-    operator needs none. Returns the standing in ``tenant_id``.
+    operator needs none.
 
     Raises :class:`PermissionDenied` with one message whichever tenant is missing, so that the
     answer does not tell which other tenants the user belongs to, and :class:`NotAMember` when the
     user is not in ``tenant_id`` (checked after the actor's own role there).
     """
     here = next((s for s in standings if s.policy.tenant_id == tenant_id), None)
-    if actor.user_id is None:
-        if here is None:
-            raise NotAMember(tenant_id, user_id)
-        return here
     if here is None:
-        # Whether the actor may act in this tenant at all was checked before the user's
+        # Whether a member actor may act in this tenant at all was checked before the user's
         # tenants were read (see TwoFactor); here the user is simply not a member.
         raise NotAMember(tenant_id, user_id)
+    if actor.user_id is None:
+        return
     if actor.user_id == user_id:
         raise PermissionDenied("nobody can reset or unlock their own two-factor authentication")
     relying = [
@@ -319,7 +317,6 @@ def check_factor_authority(
     ]
     if not all(_allowed(action, s.actor_role, s.role, gated_roles) for s in relying):
         raise PermissionDenied(_NO_FACTOR_AUTHORITY)
-    return here
 
 
 def check_grace_period(grace_period: object, max_grace_period: timedelta) -> None:
