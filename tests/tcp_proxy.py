@@ -9,10 +9,16 @@ import threading
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to ``target``. ``cut()`` drops every connection and refuses new
-    ones (the listening socket closes); ``restore()`` listens again on the same port."""
+    ones (the listening socket closes); ``restore()`` listens again on the same port.
+
+    ``round_trips`` counts exchanges: each time the server answers after the client has sent
+    something since its last answer (on each connection). A client that waits for each answer
+    before it sends again (as database drivers do outside pipeline mode) makes one per request.
+    """
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
+        self.round_trips = 0
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         probe = socket.socket()
@@ -61,13 +67,22 @@ class TcpProxy:
                     upstream.close()
                     return
                 self._sockets |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            # Whether the client has sent since the server last answered, on this connection.
+            asked = [False]
+            for a, b, up in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, up, asked), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(
+        self, source: socket.socket, sink: socket.socket, up: bool, asked: list[bool]
+    ) -> None:
         try:
             while data := source.recv(65536):
+                with self._lock:
+                    if up:
+                        asked[0] = True
+                    elif asked[0]:
+                        asked[0] = False
+                        self.round_trips += 1
                 sink.sendall(data)
         except OSError:
             pass

@@ -53,8 +53,7 @@ from tenant2fa.testing import FakeClock, secret_of
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tenant2fa.storage import Charge
-    from tenant2fa.throttle import ThrottleRules
+    from tenant2fa.storage import FactorCommit
 
 FULLWIDTH_CODE = "\uff11\uff12\uff13\uff14\uff15\uff16"
 """Six Unicode digits that str.isdigit() accepts and the code grammar must not."""
@@ -194,13 +193,13 @@ class FlakyStorage(MemoryStorage):
         super().__init__()
         self.down = False
 
-    def charge_attempt(self, user_id: str, *, now: datetime, rules: ThrottleRules) -> Charge:
+    def commit_factor(self, commit: FactorCommit) -> bool:
         if self.down:
             try:
                 raise ConnectionError("connection to the database was reset")
             except ConnectionError as exc:
                 raise StorageError("the storage backend is unavailable") from exc
-        return super().charge_attempt(user_id, now=now, rules=rules)
+        return super().commit_factor(commit)
 
 
 class FlakyNotifier(InMemoryNotifier):

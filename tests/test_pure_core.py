@@ -31,13 +31,17 @@ import pytest
 import tenant2fa
 
 PURE_MODULES = (
+    "attempts",
     "audit",
     "clock",
     "config",
     "enrollment",
     "errors",
+    "factor",
     "flow",
     "keyring",
+    "notification",
+    "operations",
     "policy",
     "recovery",
     "results",

@@ -580,9 +580,7 @@ def test_a_failing_notifier_never_undoes_the_change(
     assert "ConnectionError" in caplog.text
 
 
-@pytest.mark.parametrize(
-    "method", ["charge_attempt", "get_factor", "record_code_success", "get_membership"]
-)
+@pytest.mark.parametrize("method", ["load_login", "commit_factor"])
 def test_verification_fails_closed_on_any_storage_error(
     enrolled: Enrolled, clock: FakeClock, method: str
 ) -> None:

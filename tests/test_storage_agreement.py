@@ -7,6 +7,7 @@ same, raises the same, and then reads back the same state.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,12 +20,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from db_backends import SERVER_KINDS, server_engine, sqlalchemy_server_storage
+from tenant2fa import attempts
 from tenant2fa.audit import AuditKind, AuditQuery, new_audit_record
 from tenant2fa.clock import UTC
 from tenant2fa.enrollment import PendingEnrollment
 from tenant2fa.errors import Tenant2FAError
 from tenant2fa.policy import Membership, Role, TenantPolicy
 from tenant2fa.recovery import RecoveryCodeSet
+from tenant2fa.storage import FactorCommit, FactorRecord
 from tenant2fa.storage.memory import MemoryStorage
 from tenant2fa.storage.sqlalchemy import SQLAlchemyStorage
 from tenant2fa.storage.sqlite import SQLiteStorage
@@ -34,6 +37,8 @@ TENANTS = st.sampled_from(["t1", "t2", "T1"])
 USERS = st.sampled_from(["ann", "bob", "Bob"])
 PENDING_IDS = st.sampled_from(["p1", "p2", "p3"])
 DIGESTS = st.sampled_from([hashlib.sha256(bytes([i])).digest() for i in range(4)])
+MOVED = st.sampled_from([0, 0, 0, -1, 1])
+"""How far the revision a decision was made on lies from the stored one (0: still current)."""
 RULES = ThrottleRules(free_failures=2, base_delay=timedelta(seconds=10), max_failures=6)
 START = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -129,67 +134,83 @@ class StorageAgreement(RuleBasedStateMachine):
             _audit(self.now),
         )
 
-    @rule(user=USERS, pending_id=PENDING_IDS, ttl=st.integers(min_value=1, max_value=900))
-    def save_pending(self, user: str, pending_id: str, ttl: int) -> None:
+    # The factor's writes: decided on the reference's snapshot by the pure core, as the service
+    # decides them, and committed to every backend; sometimes from a moved-on revision.
+
+    def _commit(
+        self, before: FactorRecord, after: FactorRecord | None, moved: int, **extra: Any
+    ) -> None:
+        if after is None:
+            return
+        seen = before.revision + moved
+        self._all(
+            "commit_factor",
+            FactorCommit(
+                factor=dataclasses.replace(after, revision=seen + 1),
+                expected_revision=seen,
+                at=self.now,
+                audit=(_audit(self.now),),
+                **extra,
+            ),
+        )
+
+    def _factor(self, user: str) -> FactorRecord:
+        factor: FactorRecord = self.backends["memory"].get_factor(user)
+        return factor
+
+    @rule(
+        user=USERS,
+        pending_id=PENDING_IDS,
+        ttl=st.integers(min_value=1, max_value=900),
+        moved=MOVED,
+    )
+    def save_pending(self, user: str, pending_id: str, ttl: int, moved: int) -> None:
         pending = PendingEnrollment(
             pending_id=pending_id,
             secret=f"cipher-{pending_id}-{self.now.timestamp()}".encode(),
             created_at=self.now,
             expires_at=self.now + timedelta(seconds=ttl),
         )
-        self._all("save_pending", user, pending, audit=_audit(self.now))
+        factor = self._factor(user)
+        self._commit(factor, attempts.pending_saved(factor, pending), moved)
 
     @rule(
         user=USERS,
-        pending_id=PENDING_IDS,
         step=st.integers(min_value=-1, max_value=2**40),
         digests=st.lists(DIGESTS, min_size=1, max_size=4, unique=True),
+        moved=MOVED,
     )
-    def activate(self, user: str, pending_id: str, step: int, digests: list[bytes]) -> None:
-        self._all(
-            "activate_pending",
-            user,
-            pending_id=pending_id,
-            step=step,
-            now=self.now,
-            recovery=RecoveryCodeSet(salt=b"s" * 16, digests=tuple(digests)),
-            audit=_audit(self.now),
-        )
+    def activate(self, user: str, step: int, digests: list[bytes], moved: int) -> None:
+        recovery = RecoveryCodeSet(salt=b"s" * 16, digests=tuple(digests))
+        factor = self._factor(user)
+        active = attempts.activating(factor, step=step, now=self.now, recovery=recovery)
+        self._commit(factor, active, moved, recovery=recovery)
 
-    @rule(user=USERS)
-    def charge(self, user: str) -> None:
-        self._all("charge_attempt", user, now=self.now, rules=RULES)
+    @rule(user=USERS, moved=MOVED)
+    def charge(self, user: str, moved: int) -> None:
+        factor = self._factor(user)
+        if attempts.refusal(factor, now=self.now, rules=RULES) is None:
+            self._commit(factor, attempts.charged(factor, now=self.now), moved)
 
-    @rule(
-        user=USERS, step=st.integers(min_value=-1, max_value=2**40), epoch_delta=st.integers(-1, 1)
-    )
-    def record_success(self, user: str, step: int, epoch_delta: int) -> None:
-        epoch = self.backends["memory"].get_factor(user).epoch + epoch_delta
-        self._all(
-            "record_code_success",
-            user,
-            step=step,
-            expected_epoch=epoch,
-            now=self.now,
-            audit=_audit(self.now),
-        )
+    @rule(user=USERS, step=st.integers(min_value=-1, max_value=2**40), moved=MOVED)
+    def accept(self, user: str, step: int, moved: int) -> None:
+        factor = self._factor(user)
+        self._commit(factor, attempts.accepting_code(factor, step=step), moved)
 
-    @rule(user=USERS, digest=DIGESTS)
-    def consume(self, user: str, digest: bytes) -> None:
-        self._all(
-            "consume_recovery_code", user, digest=digest, now=self.now, audit=_audit(self.now)
-        )
+    @rule(user=USERS, digest=DIGESTS, moved=MOVED)
+    def consume(self, user: str, digest: bytes, moved: int) -> None:
+        state = self.backends["memory"].load_login(user, recovery_codes=True)
+        if digest in state.recovery_digests:
+            left = len(state.recovery_digests) - 1
+            used = attempts.recovering(state.factor, codes_left=left)
+            self._commit(state.factor, used, moved, use_recovery_code=digest)
 
     @rule(user=USERS, digests=st.lists(DIGESTS, min_size=1, max_size=4, unique=True))
     def replace_codes(self, user: str, digests: list[bytes]) -> None:
-        epoch = self.backends["memory"].get_factor(user).epoch
-        self._all(
-            "replace_recovery_codes",
-            user,
-            recovery=RecoveryCodeSet(salt=b"t" * 16, digests=tuple(digests)),
-            expected_epoch=epoch,
-            audit=_audit(self.now),
-        )
+        factor = self._factor(user)
+        if factor.secret is not None:
+            recovery = RecoveryCodeSet(salt=b"t" * 16, digests=tuple(digests))
+            self._commit(factor, attempts.codes_replaced(factor, recovery), 0, recovery=recovery)
 
     @rule(user=USERS)
     def reset(self, user: str) -> None:
@@ -204,6 +225,7 @@ class StorageAgreement(RuleBasedStateMachine):
         for user in ("ann", "bob", "Bob"):
             self._all("get_factor", user)
             self._all("tenants_of_user", user)
+            self._all("load_login", user, recovery_codes=True)
         for tenant in ("t1", "t2", "T1"):
             self._all("list_memberships", tenant)
         self._all("audit_records", AuditQuery(limit=10_000))

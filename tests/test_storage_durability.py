@@ -1,5 +1,10 @@
-"""Durable backends: secrets at rest, O(1) toggles, a database that goes away, SQLite locking
-and schema versions."""
+"""Durable backends: the storage conformance suite on each, secrets at rest, O(1) toggles, a
+database that goes away, SQLite locking and schema versions.
+
+The durable backends are SQLite through the standard library (a real file, and ``":memory:"``), and
+SQLAlchemy on SQLite, PostgreSQL and MariaDB (real servers; see db_backends.py for how they are
+found).
+"""
 
 from __future__ import annotations
 
@@ -34,10 +39,17 @@ from tenant2fa.audit import new_audit_record
 from tenant2fa.clock import UTC
 from tenant2fa.notify import Notification, NotificationKind
 from tenant2fa.outbox import encode_notification
-from tenant2fa.storage import FactorRecord
-from tenant2fa.storage.sqlalchemy import SQLAlchemyStorage, factors, memberships, meta
+from tenant2fa.storage import FactorRecord, Storage
+from tenant2fa.storage.sqlalchemy import (
+    SQLAlchemyStorage,
+    factors,
+    memberships,
+    meta,
+    recovery_codes,
+)
 from tenant2fa.storage.sqlite import _MIGRATIONS, SCHEMA_VERSION, SQLiteStorage
 from tenant2fa.testing import FakeClock, code_for, pending_code_for, secret_of
+from tenant2fa.testing.conformance import StorageConformance
 from tenant2fa.testing.faults import FaultyStorage
 
 CONFIG = Config(issuer="Onum", recovery_hasher=RecoveryCodeHasher(n=2**4))
@@ -72,6 +84,49 @@ def _secret_forms(tf: TwoFactor, user: str, recovery_codes: tuple[str, ...]) -> 
     for code in recovery_codes:
         forms += [code.encode(), code.replace("-", "").encode()]
     return forms
+
+
+# -- the storage conformance suite on every durable backend ------------------------------------
+
+
+class TestSQLiteFile(StorageConformance):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Iterator[Storage]:
+        backend = SQLiteStorage(tmp_path / "conformance.sqlite3")
+        yield backend
+        backend.close()
+
+
+class TestSQLiteInMemory(StorageConformance):
+    """``":memory:"``: one shared connection, so every thread sees the same database."""
+
+    @pytest.fixture
+    def storage(self) -> Iterator[Storage]:
+        backend = SQLiteStorage(":memory:")
+        yield backend
+        backend.close()
+
+
+class TestSQLAlchemyOnSQLite(StorageConformance):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Iterator[Storage]:
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'conformance.sqlite3'}")
+        backend = SQLAlchemyStorage(engine)
+        backend.create_schema()
+        yield backend
+        engine.dispose()
+
+
+class TestSQLAlchemyOnPostgreSQL(StorageConformance):
+    @pytest.fixture
+    def storage(self) -> Storage:
+        return sqlalchemy_server_storage("postgresql")
+
+
+class TestSQLAlchemyOnMariaDB(StorageConformance):
+    @pytest.fixture
+    def storage(self) -> Storage:
+        return sqlalchemy_server_storage("mariadb")
 
 
 # -- secrets at rest ---------------------------------------------------------------------------
@@ -242,10 +297,9 @@ def test_a_database_that_goes_away_gives_a_clear_error_and_work_resumes_when_it_
     sqlalchemy_server_storage(kind)  # empty tables
     proxy = TcpProxy((url.host or "127.0.0.1", url.port or 0))
     try:
+        # No pre-ping: a connection found dropped is replaced by running the operation again.
         engine = sa.create_engine(
-            url.set(host="127.0.0.1", port=proxy.port),
-            pool_pre_ping=True,
-            connect_args={"connect_timeout": 3},
+            url.set(host="127.0.0.1", port=proxy.port), connect_args={"connect_timeout": 3}
         )
         tf = _service(SQLAlchemyStorage(engine, retries=1))
         codes = _enroll(tf)
@@ -399,7 +453,7 @@ def _index_columns(conn: sqlite3.Connection, index: str) -> list[str]:
     ["(tenant_id, role)", "(tenant_id, role, user_id)"],
     ids=["unreleased-narrow-index", "released-index"],
 )
-def test_sqlite_upgrades_a_version_2_file_to_version_3_keeping_its_rows(
+def test_sqlite_upgrades_a_version_2_file_to_the_current_version_keeping_its_rows(
     tmp_path: Path, owners_index: str
 ) -> None:
     path = tmp_path / "v2.sqlite3"
@@ -446,7 +500,7 @@ def test_sqlite_upgrades_a_version_2_file_to_version_3_keeping_its_rows(
         ]
 
     storage = SQLiteStorage(path)
-    assert storage.schema_version() == SCHEMA_VERSION == 3
+    assert storage.schema_version() == SCHEMA_VERSION == 4
     assert storage.get_tenant("big") == TenantPolicy(
         tenant_id="big", name="Big", two_factor_required=True, activated_at=_ACTIVATED, version=3
     )
@@ -455,8 +509,9 @@ def test_sqlite_upgrades_a_version_2_file_to_version_3_keeping_its_rows(
         ("oscar", Role.OWNER),
         ("owner", Role.OWNER),
     ]
+    # Version 4: an existing row starts at revision 1 (0 stands for no row).
     assert storage.get_factor("bob") == FactorRecord(
-        user_id="bob", last_step=1000, epoch=2, failures=3, last_failure_at=_FAILED
+        user_id="bob", last_step=1000, epoch=2, failures=3, last_failure_at=_FAILED, revision=1
     )
     assert [(r.record_id, r.at, r.user_id) for r in storage.audit_records(AuditQuery())] == [
         ("r1", _FAILED, "bob")
@@ -496,29 +551,48 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.
             yield engine
 
 
-def test_sqlalchemy_create_schema_adds_the_identity_floor_an_older_database_lacks(
+def test_sqlalchemy_create_schema_adds_and_fills_the_columns_an_older_database_lacks(
     empty_engine: sa.Engine,
 ) -> None:
     storage = SQLAlchemyStorage(empty_engine)
     storage.create_schema()
-    # What tenant2fa before schema version 3 made: no identity_floor column.
+    added = ("identity_floor", "revision", "recovery_left")
+    # What tenant2fa before schema version 3 made: none of these columns.
     with empty_engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE t2fa_factors DROP COLUMN identity_floor")
+        for column in added:
+            conn.exec_driver_sql(f"ALTER TABLE t2fa_factors DROP COLUMN {column}")
         conn.execute(meta.update().values(value="2"))
-        conn.execute(factors.insert().values(user_id="bob", last_step=1000, epoch=2, failures=3))
+        conn.exec_driver_sql(
+            "INSERT INTO t2fa_factors (user_id, last_step, epoch, failures) "
+            "VALUES ('bob', 1000, 2, 3), ('ann', 7, 1, 0)"
+        )
+        conn.execute(
+            recovery_codes.insert(),
+            [
+                {"user_id": "bob", "digest": b"a" * 32, "used_at": None},
+                {"user_id": "bob", "digest": b"b" * 32, "used_at": 5},
+                {"user_id": "bob", "digest": b"c" * 32, "used_at": None},
+            ],
+        )
 
     def columns() -> set[str]:
         return {c["name"] for c in sa.inspect(empty_engine).get_columns("t2fa_factors")}
 
-    assert "identity_floor" not in columns()
+    assert not columns() & set(added)
     storage.create_schema()
-    assert "identity_floor" in columns()
-    assert storage.schema_version() == 3
+    assert columns() >= set(added)
+    assert storage.schema_version() == SCHEMA_VERSION == 4
     with empty_engine.connect() as conn:
-        rows = conn.execute(sa.select(factors.c.user_id, factors.c.identity_floor)).all()
-    assert [tuple(row) for row in rows] == [("bob", None)]
+        rows = conn.execute(
+            sa.select(factors.c.user_id, factors.c.identity_floor).order_by(factors.c.user_id)
+        ).all()
+    assert [tuple(row) for row in rows] == [("ann", None), ("bob", None)]
+    # Existing rows start at revision 1 (0 stands for no row), with their unused codes counted.
     assert storage.get_factor("bob") == FactorRecord(
-        user_id="bob", last_step=1000, epoch=2, failures=3
+        user_id="bob", last_step=1000, epoch=2, failures=3, recovery_codes_left=2, revision=1
+    )
+    assert storage.load_login("ann").factor == FactorRecord(
+        user_id="ann", last_step=7, epoch=1, revision=1
     )
     floor = datetime(2026, 1, 1, tzinfo=UTC)
     audit = new_audit_record(AuditKind.TWO_FACTOR_RESET, at=floor, user_id="bob")
@@ -526,3 +600,4 @@ def test_sqlalchemy_create_schema_adds_the_identity_floor_an_older_database_lack
     assert storage.get_factor("bob").identity_floor == floor
     storage.create_schema()  # nothing left to add
     assert storage.get_factor("bob").identity_floor == floor
+    assert storage.get_factor("bob").revision == 2

@@ -1,9 +1,9 @@
 """MemoryStorage against the storage conformance suite, and the suite against broken backends.
 
 The second half checks the suite itself: each deliberately broken backend below breaks one
-contract, and the conformance test for that contract must fail against it. The racy ones check
-then write outside the lock, with the first two threads held until both have checked, so the
-lost update happens on every run rather than by luck.
+contract, and the conformance test for that contract must fail against it. The racy one checks
+the revision and then writes outside the lock, with the first two threads held until both have
+checked, so the lost update happens on every run rather than by luck.
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ from datetime import datetime
 import pytest
 
 from tenant2fa.audit import AuditQuery, AuditRecord
-from tenant2fa.enrollment import PendingEnrollment
 from tenant2fa.notify import Notification
 from tenant2fa.policy import Membership, Standing, TenantPolicy
-from tenant2fa.recovery import RecoveryCodeSet
-from tenant2fa.storage import Charge, FactorRecord, Storage
+from tenant2fa.storage import FactorCommit, FactorRecord, LoginState, Storage
 from tenant2fa.storage.memory import MemoryStorage
 from tenant2fa.testing.conformance import StorageConformance
-from tenant2fa.throttle import ThrottleRules
 
 
 class TestMemoryStorage(StorageConformance):
@@ -62,98 +59,64 @@ class _AuditsRefusedPolicyUpdate(MemoryStorage):
         return changed
 
 
-class _PendingClearsFailures(MemoryStorage):
-    def save_pending(self, user_id: str, pending: PendingEnrollment, *, audit: AuditRecord) -> None:
-        super().save_pending(user_id, pending, audit=audit)
+def _rebased(commit: FactorCommit, revision: int) -> FactorCommit:
+    """``commit`` as if decided at ``revision``."""
+    factor = dataclasses.replace(commit.factor, revision=revision + 1)
+    return dataclasses.replace(commit, factor=factor, expected_revision=revision)
+
+
+class _DropsTheFloorOnCommit(MemoryStorage):
+    def commit_factor(self, commit: FactorCommit) -> bool:
+        factor = dataclasses.replace(commit.factor, identity_floor=None)
+        return super().commit_factor(dataclasses.replace(commit, factor=factor))
+
+
+class _IgnoresTheRevision(MemoryStorage):
+    def commit_factor(self, commit: FactorCommit) -> bool:
         with self._lock:
-            self._factors[user_id] = dataclasses.replace(self._factors[user_id], failures=0)
+            stored = self._factor(commit.factor.user_id).revision
+        return super().commit_factor(_rebased(commit, stored))
 
 
-class _IgnoresExpiry(MemoryStorage):
-    def activate_pending(
-        self,
-        user_id: str,
-        *,
-        pending_id: str,
-        step: int,
-        now: datetime,
-        recovery: RecoveryCodeSet,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        pending = self.get_factor(user_id).pending
-        if pending is not None:
-            now = min(now, pending.created_at)
-        return super().activate_pending(
-            user_id,
-            pending_id=pending_id,
-            step=step,
-            now=now,
-            recovery=recovery,
-            audit=audit,
-            notifications=notifications,
-        )
-
-
-class _ActivatesUsedStep(MemoryStorage):
-    def activate_pending(
-        self,
-        user_id: str,
-        *,
-        pending_id: str,
-        step: int,
-        now: datetime,
-        recovery: RecoveryCodeSet,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        # Compares with >= instead of >: the step already accepted is accepted again.
-        last = self.get_factor(user_id).last_step
-        return super().activate_pending(
-            user_id,
-            pending_id=pending_id,
-            step=step + 1 if step == last else step,
-            now=now,
-            recovery=recovery,
-            audit=audit,
-            notifications=notifications,
-        )
-
-
-class _CountsRefusedAttempts(MemoryStorage):
-    def charge_attempt(self, user_id: str, *, now: datetime, rules: ThrottleRules) -> Charge:
-        charge = super().charge_attempt(user_id, now=now, rules=rules)
-        if not charge.allowed:
-            with self._lock:
-                factor = self._factor(user_id)
-                self._factors[user_id] = dataclasses.replace(factor, failures=factor.failures + 1)
-        return charge
-
-
-class _NeverLocksForGood(MemoryStorage):
-    def charge_attempt(self, user_id: str, *, now: datetime, rules: ThrottleRules) -> Charge:
-        lenient = dataclasses.replace(rules, max_failures=100)
-        return super().charge_attempt(user_id, now=now, rules=lenient)
+class _AuditsRefusedCommits(MemoryStorage):
+    def commit_factor(self, commit: FactorCommit) -> bool:
+        written = super().commit_factor(commit)
+        if not written:
+            for record in commit.audit:
+                self.append_audit(record)
+        return written
 
 
 class _ReusableRecoveryCodes(MemoryStorage):
-    def consume_recovery_code(
-        self,
-        user_id: str,
-        *,
-        digest: bytes,
-        now: datetime,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        left = super().consume_recovery_code(
-            user_id, digest=digest, now=now, audit=audit, notifications=notifications
-        )
+    def commit_factor(self, commit: FactorCommit) -> bool:
+        return super().commit_factor(dataclasses.replace(commit, use_recovery_code=None))
+
+
+class _AddsRecoveryCodes(MemoryStorage):
+    def commit_factor(self, commit: FactorCommit) -> bool:
         with self._lock:
-            codes = self._recovery.get(user_id, {})
-            if digest in codes:
-                codes[digest] = False
-        return left
+            old = dict(self._recovery.get(commit.factor.user_id, {}))
+        written = super().commit_factor(commit)
+        if written and commit.recovery is not None:
+            with self._lock:
+                self._recovery[commit.factor.user_id].update(old)
+        return written
+
+
+class _ShowsUsedCodes(MemoryStorage):
+    def load_login(self, user_id: str, *, recovery_codes: bool = False) -> LoginState:
+        state = super().load_login(user_id, recovery_codes=recovery_codes)
+        if not recovery_codes:
+            return state
+        with self._lock:
+            every = tuple(self._recovery.get(user_id, {}))
+        return dataclasses.replace(state, recovery_digests=every)
+
+
+class _TenantsUnordered(MemoryStorage):
+    def load_login(self, user_id: str, *, recovery_codes: bool = False) -> LoginState:
+        state = super().load_login(user_id, recovery_codes=recovery_codes)
+        return dataclasses.replace(state, tenants=state.tenants[::-1])
 
 
 class _ResetForgetsLastStep(MemoryStorage):
@@ -180,28 +143,31 @@ class _ResetForgetsLastStep(MemoryStorage):
         return epoch
 
 
-class _Truncates32BitSteps(MemoryStorage):
-    # Like a 32-bit INTEGER column for last_step.
-    def activate_pending(
+class _UnlockKeepsTheRevision(MemoryStorage):
+    def unlock_factor(
         self,
         user_id: str,
         *,
-        pending_id: str,
-        step: int,
-        now: datetime,
-        recovery: RecoveryCodeSet,
         audit: AuditRecord,
         notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        return super().activate_pending(
-            user_id,
-            pending_id=pending_id,
-            step=step % 2**32,
-            now=now,
-            recovery=recovery,
-            audit=audit,
-            notifications=notifications,
+        actor_id: str | None = None,
+        expected: Sequence[Standing] | None = None,
+    ) -> bool:
+        with self._lock:
+            revision = self._factor(user_id).revision
+        unlocked = super().unlock_factor(
+            user_id, audit=audit, notifications=notifications, actor_id=actor_id, expected=expected
         )
+        with self._lock:
+            self._factors[user_id] = dataclasses.replace(self._factor(user_id), revision=revision)
+        return unlocked
+
+
+class _Truncates32BitSteps(MemoryStorage):
+    # Like a 32-bit INTEGER column for last_step.
+    def commit_factor(self, commit: FactorCommit) -> bool:
+        factor = dataclasses.replace(commit.factor, last_step=commit.factor.last_step % 2**32)
+        return super().commit_factor(dataclasses.replace(commit, factor=factor))
 
 
 class _NewestFirstOnTies(MemoryStorage):
@@ -223,8 +189,9 @@ class _FoldsCase(MemoryStorage):
         return dataclasses.replace(super().get_factor(user_id.lower()), user_id=user_id)
 
 
-class _Racy(MemoryStorage):
-    """Holds the first two threads after their check until both have checked."""
+class _RacyCommit(MemoryStorage):
+    """Checks the revision, then writes outside the lock, with the first two threads held
+    after their check until both have checked: the lost update happens on every run."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -232,88 +199,26 @@ class _Racy(MemoryStorage):
         self._arrivals = 0
         self._arrivals_lock = threading.Lock()
 
-    def _let_a_second_thread_check(self) -> None:
-        with self._arrivals_lock:
-            self._arrivals += 1
-            held = self._arrivals <= 2
-        if held:
-            self._pair.wait(timeout=30)
-
-
-class _RacyCodeSuccess(_Racy):
-    def record_code_success(
-        self, user_id: str, *, step: int, expected_epoch: int, now: datetime, audit: AuditRecord
-    ) -> bool:
-        factor = self.get_factor(user_id)
-        if factor.secret is None or factor.epoch != expected_epoch or step <= factor.last_step:
+    def commit_factor(self, commit: FactorCommit) -> bool:
+        user_id = commit.factor.user_id
+        if self.get_factor(user_id).revision != commit.expected_revision:
             return False
-        self._let_a_second_thread_check()
+        if threading.current_thread() is not threading.main_thread():  # the racing threads
+            with self._arrivals_lock:
+                self._arrivals += 1
+                held = self._arrivals <= 2
+            if held:
+                self._pair.wait(timeout=30)
         with self._lock:
-            self._factors[user_id] = dataclasses.replace(factor, last_step=step, failures=0)
-            self._audit.append(audit)
+            # Written as if the check still held, nothing checked again.
+            self._factors[user_id] = commit.factor
+            codes = self._recovery.setdefault(user_id, {})
+            if commit.use_recovery_code is not None:
+                codes[commit.use_recovery_code] = True
+            if commit.recovery is not None:
+                self._recovery[user_id] = dict.fromkeys(commit.recovery.digests, False)
+            self._audit.extend(commit.audit)
         return True
-
-
-class _RacyRecoveryCode(_Racy):
-    def consume_recovery_code(
-        self,
-        user_id: str,
-        *,
-        digest: bytes,
-        now: datetime,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        with self._lock:
-            unused = dict(self._recovery.get(user_id, {}))
-        if unused.get(digest, True):
-            return None
-        self._let_a_second_thread_check()
-        unused[digest] = True
-        with self._lock:
-            self._recovery[user_id] = unused
-            self._audit.append(audit)
-        return sum(1 for used in unused.values() if not used)
-
-
-class _RacyCharge(_Racy):
-    def charge_attempt(self, user_id: str, *, now: datetime, rules: ThrottleRules) -> Charge:
-        factor = self.get_factor(user_id)
-        if factor.failures >= rules.free_failures:
-            return Charge(allowed=False, failures=factor.failures)
-        self._let_a_second_thread_check()
-        failures = factor.failures + 1
-        with self._lock:
-            self._factors[user_id] = dataclasses.replace(
-                factor, failures=failures, last_failure_at=now
-            )
-        return Charge(allowed=True, failures=failures)
-
-
-class _RacyActivation(_Racy):
-    def activate_pending(
-        self,
-        user_id: str,
-        *,
-        pending_id: str,
-        step: int,
-        now: datetime,
-        recovery: RecoveryCodeSet,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        factor = self.get_factor(user_id)
-        pending = factor.pending
-        if pending is None or pending.pending_id != pending_id or step <= factor.last_step:
-            return None
-        self._let_a_second_thread_check()
-        with self._lock:
-            self._factors[user_id] = dataclasses.replace(
-                factor, secret=pending.secret, pending=None, epoch=factor.epoch + 1, last_step=step
-            )
-            self._recovery[user_id] = dict.fromkeys(recovery.digests, False)
-            self._audit.append(audit)
-        return factor.epoch + 1
 
 
 _BROKEN: list[tuple[Callable[[], MemoryStorage], str]] = [
@@ -322,33 +227,37 @@ _BROKEN: list[tuple[Callable[[], MemoryStorage], str]] = [
         "test_update_tenant_policy_with_a_stale_version_returns_false_and_changes_nothing",
     ),
     (
-        _PendingClearsFailures,
-        "test_save_pending_keeps_active_secret_last_step_failures_and_recovery_codes",
-    ),
-    (_IgnoresExpiry, "test_activate_pending_at_or_after_expiry_returns_none_and_changes_nothing"),
-    (
-        _ActivatesUsedStep,
-        "test_activate_pending_with_a_step_not_after_last_step_returns_none_and_changes_nothing",
-    ),
-    (_CountsRefusedAttempts, "test_charge_attempt_refuses_while_waiting_and_counts_nothing"),
-    (_CountsRefusedAttempts, "test_charge_attempt_follows_throttle_allowance"),
-    (
-        _NeverLocksForGood,
-        "test_charge_attempt_refuses_for_good_at_max_failures_and_counts_nothing",
+        _DropsTheFloorOnCommit,
+        "test_commit_factor_of_a_new_user_stores_the_record_whole_with_audit_and_notifications",
     ),
     (
-        _ReusableRecoveryCodes,
-        "test_consume_recovery_code_twice_fails_the_second_time_and_changes_nothing",
+        _IgnoresTheRevision,
+        "test_commit_factor_from_a_stale_revision_returns_false_and_changes_nothing",
+    ),
+    (
+        _AuditsRefusedCommits,
+        "test_commit_factor_from_a_stale_revision_returns_false_and_changes_nothing",
+    ),
+    (_ReusableRecoveryCodes, "test_commit_factor_marks_exactly_the_used_recovery_code_used"),
+    (_AddsRecoveryCodes, "test_commit_factor_with_recovery_codes_replaces_all_of_them"),
+    (
+        _ShowsUsedCodes,
+        "test_load_login_holds_the_factor_as_get_factor_does_and_the_unused_codes",
+    ),
+    (
+        _TenantsUnordered,
+        "test_load_login_holds_the_users_tenants_in_id_order_with_roles_and_policies",
     ),
     (_ResetForgetsLastStep, "test_reset_factor_keeps_used_time_steps_closed"),
+    (_UnlockKeepsTheRevision, "test_every_other_write_of_the_factor_moves_its_revision"),
     (_Truncates32BitSteps, "test_time_steps_beyond_32_bits_are_stored_exactly"),
     (_NewestFirstOnTies, "test_audit_records_at_the_same_time_keep_insertion_order"),
     (_IgnoresActorInUserFilter, "test_audit_records_filter_by_user_as_subject_or_actor"),
     (_FoldsCase, "test_identifiers_are_compared_exactly"),
-    (_RacyCodeSuccess, "test_concurrent_record_code_success_of_one_step_accepts_it_once"),
-    (_RacyRecoveryCode, "test_concurrent_consume_of_one_recovery_code_succeeds_once"),
-    (_RacyCharge, "test_concurrent_charge_attempts_let_through_exactly_the_free_failures"),
-    (_RacyActivation, "test_concurrent_activate_pending_of_one_enrollment_activates_once"),
+    (_RacyCommit, "test_concurrent_acceptance_of_one_time_step_accepts_it_once"),
+    (_RacyCommit, "test_concurrent_consume_of_one_recovery_code_succeeds_once"),
+    (_RacyCommit, "test_concurrent_charge_attempts_let_through_exactly_the_free_failures"),
+    (_RacyCommit, "test_concurrent_activation_of_one_pending_enrollment_activates_once"),
 ]
 
 

@@ -17,7 +17,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from tenant2fa import enrollment, session, totp
+from tenant2fa import enrollment, operations, session, totp
 from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord, new_audit_record
 from tenant2fa.clock import Clock, SystemClock, later, require_utc
 from tenant2fa.config import Config
@@ -41,10 +41,6 @@ from tenant2fa.errors import (
 from tenant2fa.flow import (
     Step,
     StepKind,
-    UserFacts,
-    identity_is_current,
-    identity_is_fresh,
-    next_step,
     second_factor_counts,
 )
 from tenant2fa.notify import Notification, NotificationKind
@@ -82,15 +78,16 @@ if TYPE_CHECKING:
     from tenant2fa.keyring import Keyring
     from tenant2fa.notify import Notifier
     from tenant2fa.policy import Standing
-    from tenant2fa.storage import FactorRecord, SealedSecrets, Storage
+    from tenant2fa.storage import SealedSecrets, Storage
 
 __all__ = ["TwoFactor"]
 
 _log = logging.getLogger("tenant2fa")
 
-_SECRET_PURPOSE = "totp-secret"  # noqa: S105 - a label for associated data, not a secret
+_SECRET_PURPOSE = operations.SECRET_PURPOSE
 _MAX_METHOD_LENGTH = 64
 _POLICY_RETRIES = 5
+_COMMIT_RETRIES = 8
 _MAX_BATCH = 10_000
 _AUDIT_FILTERS = frozenset(f.name for f in dataclasses.fields(AuditQuery))
 _T = TypeVar("_T")
@@ -163,14 +160,6 @@ class TwoFactor:
             raise UnknownTenant(tenant_id)
         return policy
 
-    def _member(self, tenant_id: str, user_id: str) -> TenantPolicy:
-        """The tenant's policy, after checking that ``user_id`` is a member."""
-        tenant = self._tenant(tenant_id)
-        membership = self.storage.get_membership(tenant_id, check_identifier(user_id, "user_id"))
-        if membership is None:
-            raise NotAMember(tenant_id, user_id)
-        return tenant
-
     @staticmethod
     def _note(kind: NotificationKind, user_id: str, now: datetime, **facts: object) -> Notification:
         return Notification(
@@ -202,49 +191,31 @@ class TwoFactor:
             # failed (the host might make it again). The outbox keeps what was not delivered.
             _log.exception("inline delivery failed (the outbox keeps it)")
 
-    def _decrypt(self, blob: bytes, user_id: str) -> bytes:
-        return self.keyring.decrypt(blob, purpose=_SECRET_PURPOSE, context=user_id)
-
-    def _facts(self, factor: FactorRecord, now: datetime) -> UserFacts:
-        return UserFacts(
-            state=factor.state(now),
-            epoch=factor.epoch,
-            failures=factor.failures,
-            last_failure_at=factor.last_failure_at,
-            identity_floor=factor.identity_floor,
+    def _context(self) -> operations.Context:
+        return operations.Context(
+            now=self._now(), config=self.config, keyring=self.keyring, new_id=_new_id
         )
 
-    def _newest_activation(self, policies: Iterable[TenantPolicy]) -> datetime | None:
-        times = [p.activated_at for p in policies if p.two_factor_required and p.activated_at]
-        return max(times) if times else None
+    def _perform(self, request: operations.Request) -> object:
+        """Answer one request of an operation (:mod:`tenant2fa.operations`) with blocking
+        storage calls."""
+        match request:
+            case operations.LoadLogin(user_id, recovery_codes):
+                return self.storage.load_login(user_id, recovery_codes=recovery_codes)
+            case operations.CommitFactor(commit):
+                return self.storage.commit_factor(commit)
+            case operations.AppendAudit(record):
+                self.storage.append_audit(record)
+            case operations.GetTenant(tenant_id):
+                return self.storage.get_tenant(tenant_id)
+            case operations.Deliver(notifications):
+                self._deliver(notifications)
+            case operations.Log(level, message, args):
+                _log.log(level, message, *args)
+        return None
 
-    def _require_fresh_identity(
-        self, login: LoginSession, factor: FactorRecord, now: datetime
-    ) -> None:
-        policies = self.storage.tenants_of_user(login.user_id)
-        if not identity_is_fresh(
-            login,
-            newest_activation=self._newest_activation(policies),
-            now=now,
-            window=self.config.reauth_window,
-            floor=factor.identity_floor,
-        ):
-            raise StepUpRequired(
-                StepKind.VERIFY_IDENTITY, "verify your identity again (password or SSO) first"
-            )
-
-    def _require_current_identity(
-        self, login: LoginSession, factor: FactorRecord, now: datetime
-    ) -> None:
-        """A login kept too long, or older than a reset of the user's 2FA, may do nothing but
-        verify the user's identity again."""
-        if not identity_is_current(
-            login, floor=factor.identity_floor, now=now, max_age=self.config.max_login_age
-        ):
-            raise StepUpRequired(
-                StepKind.VERIFY_IDENTITY,
-                "this login is too old or predates a reset: verify your identity again first",
-            )
+    def _drive(self, operation: operations.Operation[_T]) -> _T:
+        return operations.drive(operation, self._perform)
 
     @staticmethod
     def _retrying(decide_and_write: Callable[[], _T]) -> _T:
@@ -256,56 +227,6 @@ class TwoFactor:
             except ConcurrentChange:
                 continue
         return decide_and_write()
-
-    def _second_factor_proven(
-        self, login: LoginSession, factor: FactorRecord, now: datetime
-    ) -> bool:
-        return second_factor_counts(
-            login, epoch=factor.epoch, now=now, max_age=self.config.max_login_age
-        )
-
-    def _lockout_notice(
-        self, user_id: str, failures: int, now: datetime, tenant_id: str | None
-    ) -> None:
-        rules = self.config.throttle
-        if failures not in (rules.free_failures, rules.max_failures) or failures == 0:
-            return
-        state = allowance(failures=failures, last_failure_at=now, now=now, rules=rules)
-        tenant = self.storage.get_tenant(tenant_id) if tenant_id else None
-        note = self._note(
-            NotificationKind.LOCKED_OUT,
-            user_id,
-            now,
-            tenant_id=tenant_id,
-            tenant_name=tenant.name if tenant else None,
-            retry_at=state.retry_at,
-        )
-        self.storage.append_audit(
-            new_audit_record(
-                AuditKind.LOCKED_OUT,
-                at=now,
-                tenant_id=tenant_id,
-                user_id=user_id,
-                failures=str(failures),
-                until=state.retry_at.isoformat() if state.retry_at else "owner unlock",
-            ),
-            notifications=[note],
-        )
-        self._deliver([note])
-
-    def _reject(
-        self,
-        kind: AuditKind,
-        login: LoginSession,
-        tenant_id: str | None,
-        now: datetime,
-        failures: int,
-        why: str,
-    ) -> None:
-        self.storage.append_audit(
-            new_audit_record(kind, at=now, tenant_id=tenant_id, user_id=login.user_id, reason=why)
-        )
-        self._lockout_notice(login.user_id, failures, now, tenant_id)
 
     # -- tenants ----------------------------------------------------------------------------
 
@@ -708,17 +629,7 @@ class TwoFactor:
         """
         login = self._login(login)
         check_identifier(tenant_id, "tenant_id")
-        now = self._now()
-        policies = self.storage.tenants_of_user(login.user_id)
-        factor = self.storage.get_factor(login.user_id)
-        return next_step(
-            tenant_id=tenant_id,
-            user=self._facts(factor, now),
-            policies=policies,
-            login=login,
-            now=now,
-            config=self.config.flow,
-        )
+        return self._drive(operations.login_step(self._context(), login, tenant_id))
 
     def verify_identity(self, login: LoginSession, *, method: str = "password") -> LoginSession:
         """Record that the host has just re-checked the user's password or SSO sign-in.
@@ -807,12 +718,6 @@ class TwoFactor:
         """
         login = self._login(login)
         now = self._now()
-        factor = self.storage.get_factor(login.user_id)
-        self._require_fresh_identity(login, factor, now)
-        state = factor.state(now)
-        enrollment.apply(state, EnrollmentEvent.BEGIN)
-        if state.is_enrolled and not self._second_factor_proven(login, factor, now):
-            raise StepUpRequired(StepKind.CHALLENGE, "enter a code from the current authenticator")
         label = login.user_id if account_name is None else account_name
         secret = totp.generate_secret()
         uri = totp.provisioning_uri(
@@ -824,16 +729,7 @@ class TwoFactor:
             created_at=now,
             expires_at=later(now, self.config.pending_ttl),
         )
-        self.storage.save_pending(
-            login.user_id,
-            pending,
-            audit=new_audit_record(
-                AuditKind.ENROLLMENT_BEGUN,
-                at=now,
-                user_id=login.user_id,
-                pending_id=pending.pending_id,
-            ),
-        )
+        self._drive(operations.begin_enrollment(self._context(), login, pending))
         key = totp.encode_secret(secret)
         return Provisioning(
             uri=uri,
@@ -855,64 +751,14 @@ class TwoFactor:
         :class:`~tenant2fa.errors.StepUpRequired` with CHALLENGE).
         """
         login = self._login(login)
-        user_id = login.user_id
         code_text = totp.normalize_code(code, self.config.totp.digits)
         if code_text is None:
             return EnrollmentResult(ok=False, reason=Reason.MALFORMED, login=login)
-        now = self._now()
-        try:
-            factor = self.storage.get_factor(user_id)
-            self._require_current_identity(login, factor, now)
-            pending = factor.pending
-            if pending is None or pending.is_expired(now):
-                return EnrollmentResult(ok=False, reason=Reason.NOT_PENDING, login=login)
-            if factor.secret is not None and not self._second_factor_proven(login, factor, now):
-                # A replacement (begun by any login of the user) replaces the authenticator only
-                # for a login that has proven the current one.
-                raise StepUpRequired(
-                    StepKind.CHALLENGE, "enter a code from the current authenticator first"
-                )
-            charge = self.storage.charge_attempt(user_id, now=now, rules=self.config.throttle)
-            if not charge.allowed:
-                return EnrollmentResult(
-                    ok=False, reason=Reason.LOCKED, login=login, retry_at=charge.retry_at
-                )
-            secret = self._decrypt(pending.secret, user_id)
-            step = totp.matching_step(
-                secret, code_text, totp.time_step(now, self.config.totp.period), self.config.totp
-            )
-            if step is None:
-                self._reject(AuditKind.CODE_REJECTED, login, None, now, charge.failures, "enroll")
-                return EnrollmentResult(ok=False, reason=Reason.INVALID, login=login)
-            codes = generate_recovery_codes(self.config.recovery_code_count)
-            enabled_note = self._note(NotificationKind.TWO_FACTOR_ENABLED, user_id, now)
-            epoch = self.storage.activate_pending(
-                user_id,
-                pending_id=pending.pending_id,
-                step=step,
-                now=now,
-                recovery=self.config.recovery_hasher.new_set(codes),
-                audit=new_audit_record(
-                    AuditKind.ENROLLMENT_CONFIRMED,
-                    at=now,
-                    user_id=user_id,
-                    pending_id=pending.pending_id,
-                    replaced="yes" if factor.secret is not None else "no",
-                ),
-                notifications=[enabled_note],
-            )
-            if epoch is None:
-                self._reject(
-                    AuditKind.CODE_REJECTED, login, None, now, charge.failures, "enroll-raced"
-                )
-                return EnrollmentResult(ok=False, reason=Reason.INVALID, login=login)
-        except (StorageError, KeyringError) as exc:
-            _log.error("confirm_enrollment for %r failed closed: %s", user_id, exc)
-            return EnrollmentResult(ok=False, reason=Reason.UNAVAILABLE, login=login)
-        _log.info("user %r enabled two-factor authentication", user_id)
-        self._deliver([enabled_note])
-        proven = self._sign(login, second_factor_at=now, second_factor_epoch=epoch)
-        return EnrollmentResult(ok=True, reason=Reason.OK, login=proven, recovery_codes=codes)
+        codes = generate_recovery_codes(self.config.recovery_code_count)
+        recovery = self.config.recovery_hasher.new_set(codes)
+        return self._drive(
+            operations.confirm_enrollment(self._context(), login, code_text, codes, recovery)
+        )
 
     # -- verification ----------------------------------------------------------------------
 
@@ -927,44 +773,8 @@ class TwoFactor:
         code_text = totp.normalize_code(code, self.config.totp.digits)
         if code_text is None:
             return VerifyResult(ok=False, reason=Reason.MALFORMED, login=login)
-        user_id = login.user_id
-        now = self._now()
-        try:
-            self._member(tenant_id, user_id)
-            factor = self.storage.get_factor(user_id)
-            self._require_current_identity(login, factor, now)
-            if factor.secret is None:
-                # Nothing to guess: answer as for a wrong code, but count nothing, so that no one
-                # can lock out a user who has not enrolled yet.
-                self._reject(AuditKind.CODE_REJECTED, login, tenant_id, now, 0, "not-enrolled")
-                return VerifyResult(ok=False, reason=Reason.INVALID, login=login)
-            charge = self.storage.charge_attempt(user_id, now=now, rules=self.config.throttle)
-            if not charge.allowed:
-                return VerifyResult(
-                    ok=False, reason=Reason.LOCKED, login=login, retry_at=charge.retry_at
-                )
-            secret = self._decrypt(factor.secret, user_id)
-            step = totp.matching_step(
-                secret, code_text, totp.time_step(now, self.config.totp.period), self.config.totp
-            )
-            accepted = step is not None and self.storage.record_code_success(
-                user_id,
-                step=step,
-                expected_epoch=factor.epoch,
-                now=now,
-                audit=new_audit_record(
-                    AuditKind.CODE_ACCEPTED, at=now, tenant_id=tenant_id, user_id=user_id
-                ),
-            )
-            if not accepted:
-                why = "invalid" if step is None else "replayed"
-                self._reject(AuditKind.CODE_REJECTED, login, tenant_id, now, charge.failures, why)
-                return VerifyResult(ok=False, reason=Reason.INVALID, login=login)
-        except (StorageError, KeyringError) as exc:
-            _log.error("verify_code for %r failed closed: %s", user_id, exc)
-            return VerifyResult(ok=False, reason=Reason.UNAVAILABLE, login=login)
-        proven = self._sign(login, second_factor_at=now, second_factor_epoch=factor.epoch)
-        return VerifyResult(ok=True, reason=Reason.OK, login=proven)
+        check_identifier(tenant_id, "tenant_id")
+        return self._drive(operations.verify_code(self._context(), login, tenant_id, code_text))
 
     def use_recovery_code(self, login: LoginSession, tenant_id: str, code: object) -> VerifyResult:
         """Complete the second factor with one of the user's unused recovery codes.
@@ -976,54 +786,9 @@ class TwoFactor:
         canonical = normalize_recovery_code(code)
         if canonical is None:
             return VerifyResult(ok=False, reason=Reason.MALFORMED, login=login)
-        user_id = login.user_id
-        now = self._now()
-        try:
-            tenant = self._member(tenant_id, user_id)
-            factor = self.storage.get_factor(user_id)
-            self._require_current_identity(login, factor, now)
-            if factor.secret is None or factor.recovery_salt is None:
-                self._reject(
-                    AuditKind.RECOVERY_CODE_REJECTED, login, tenant_id, now, 0, "not-enrolled"
-                )
-                return VerifyResult(ok=False, reason=Reason.INVALID, login=login)
-            charge = self.storage.charge_attempt(user_id, now=now, rules=self.config.throttle)
-            if not charge.allowed:
-                return VerifyResult(
-                    ok=False, reason=Reason.LOCKED, login=login, retry_at=charge.retry_at
-                )
-            used_note = self._note(
-                NotificationKind.RECOVERY_CODE_USED,
-                user_id,
-                now,
-                tenant_id=tenant_id,
-                tenant_name=tenant.name,
-            )
-            left = self.storage.consume_recovery_code(
-                user_id,
-                digest=self.config.recovery_hasher.digest(canonical, factor.recovery_salt),
-                now=now,
-                audit=new_audit_record(
-                    AuditKind.RECOVERY_CODE_USED, at=now, tenant_id=tenant_id, user_id=user_id
-                ),
-                notifications=[used_note],
-            )
-            if left is None:
-                self._reject(
-                    AuditKind.RECOVERY_CODE_REJECTED,
-                    login,
-                    tenant_id,
-                    now,
-                    charge.failures,
-                    "invalid",
-                )
-                return VerifyResult(ok=False, reason=Reason.INVALID, login=login)
-        except StorageError as exc:
-            _log.error("use_recovery_code for %r failed closed: %s", user_id, exc)
-            return VerifyResult(ok=False, reason=Reason.UNAVAILABLE, login=login)
-        self._deliver([used_note])
-        proven = self._sign(login, second_factor_at=now, second_factor_epoch=factor.epoch)
-        return VerifyResult(ok=True, reason=Reason.OK, login=proven, recovery_codes_left=left)
+        check_identifier(tenant_id, "tenant_id")
+        operation = operations.use_recovery_code(self._context(), login, tenant_id, canonical)
+        return self._drive(operation)
 
     def regenerate_recovery_codes(
         self, login: LoginSession
@@ -1035,27 +800,10 @@ class TwoFactor:
         the updated login and the new codes (show them once).
         """
         login = self._login(login)
-        now = self._now()
-        factor = self.storage.get_factor(login.user_id)
-        self._require_fresh_identity(login, factor, now)
-        if not factor.state(now).is_enrolled:
-            raise InvalidTransition(factor.state(now), EnrollmentEvent.CONFIRM)
-        if not self._second_factor_proven(login, factor, now):
-            raise StepUpRequired(StepKind.CHALLENGE, "enter a code from your authenticator first")
         codes = generate_recovery_codes(self.config.recovery_code_count)
-        note = self._note(NotificationKind.RECOVERY_CODES_REGENERATED, login.user_id, now)
-        epoch = self.storage.replace_recovery_codes(
-            login.user_id,
-            recovery=self.config.recovery_hasher.new_set(codes),
-            expected_epoch=factor.epoch,
-            audit=new_audit_record(
-                AuditKind.RECOVERY_CODES_REGENERATED, at=now, user_id=login.user_id
-            ),
-            notifications=[note],
-        )
-        if epoch is None:
-            raise Conflict("the user's two-factor settings changed meanwhile; try again")
-        self._deliver([note])
+        recovery = self.config.recovery_hasher.new_set(codes)
+        operation = operations.regenerate_recovery_codes(self._context(), login, recovery)
+        epoch = self._drive(operation)
         return self._sign(login, second_factor_epoch=epoch), codes
 
     # -- reset and removal -----------------------------------------------------------------
@@ -1227,14 +975,17 @@ class TwoFactor:
         the user whose identity was checked before this one's must check it again."""
         login = self._login(login)
         now = self._now()
-        policies = self.storage.tenants_of_user(login.user_id)
-        if any(p.two_factor_required for p in policies):
+        loaded = self.storage.load_login(login.user_id)
+        if any(s.policy.two_factor_required for s in loaded.tenants):
             raise TwoFactorRequired("a tenant you belong to requires two-factor authentication")
-        factor = self.storage.get_factor(login.user_id)
-        self._require_fresh_identity(login, factor, now)
+        factor = loaded.factor
+        ctx = self._context()
+        operations.require_fresh_identity(ctx, login, loaded)
         state = factor.state(now)
         enrollment.apply(state, EnrollmentEvent.RESET)
-        if state.is_enrolled and not self._second_factor_proven(login, factor, now):
+        if state.is_enrolled and not second_factor_counts(
+            login, epoch=factor.epoch, now=now, max_age=self.config.max_login_age
+        ):
             raise StepUpRequired(StepKind.CHALLENGE, "enter a code from your authenticator first")
         note = self._note(NotificationKind.TWO_FACTOR_REMOVED, login.user_id, now)
         epoch = self.storage.reset_factor(
@@ -1319,7 +1070,7 @@ class TwoFactor:
                 # Already under the primary key id; open them anyway, so that a ring whose key
                 # under that id is the wrong one is reported rather than taken for done.
                 for blob in blobs:
-                    self._decrypt(blob, sealed.user_id)
+                    self.keyring.decrypt(blob, purpose=_SECRET_PURPOSE, context=sealed.user_id)
                 return dataclasses.replace(done, current=report.current + 1)
 
             def again(blob: bytes | None) -> bytes | None:
@@ -1376,3 +1127,8 @@ class TwoFactor:
         elif filters:
             raise InvalidInput("pass either an AuditQuery or keyword filters, not both")
         return self.storage.audit_records(query)
+
+
+def _new_id() -> str:
+    """A fresh random id for an audit record or a notification."""
+    return secrets.token_hex(16)

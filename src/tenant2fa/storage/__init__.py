@@ -8,9 +8,22 @@
 
 from __future__ import annotations
 
-from tenant2fa.storage.base import Charge, FactorRecord, SealedSecrets, Storage
+from tenant2fa.storage.base import (
+    FactorCommit,
+    FactorRecord,
+    LoginState,
+    SealedSecrets,
+    Storage,
+)
 
-__all__ = ["Charge", "FactorRecord", "SealedSecrets", "Storage", "open_storage"]
+__all__ = [
+    "FactorCommit",
+    "FactorRecord",
+    "LoginState",
+    "SealedSecrets",
+    "Storage",
+    "open_storage",
+]
 
 
 def open_storage(location: str) -> Storage:

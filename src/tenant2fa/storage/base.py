@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from tenant2fa.enrollment import EnrollmentState, PendingEnrollment, effective_state
 from tenant2fa.errors import ConcurrentChange, LastOwner, NotAMember
+from tenant2fa.factor import FactorCommit, FactorRecord, LoginState
 from tenant2fa.policy import Role
 
 if TYPE_CHECKING:
@@ -32,57 +32,16 @@ if TYPE_CHECKING:
     from tenant2fa.notify import Notification
     from tenant2fa.outbox import OutboxItem, OutboxState
     from tenant2fa.policy import Membership, Standing, TenantPolicy
-    from tenant2fa.recovery import RecoveryCodeSet
-    from tenant2fa.throttle import ThrottleRules
 
 __all__ = [
-    "Charge",
+    "FactorCommit",
     "FactorRecord",
+    "LoginState",
     "SealedSecrets",
     "Storage",
     "check_actor_holds",
     "check_member_change",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FactorRecord:
-    """Everything stored about one user's second factor (shared by all of their tenants).
-
-    ``secret`` and ``pending.secret`` are keyring ciphertexts bound to the user. ``last_step`` only
-    ever grows, across resets too, so no reset or re-enrollment re-opens a used time step.
-    """
-
-    user_id: str
-    secret: bytes | None = field(default=None, repr=False)
-    activated_at: datetime | None = None
-    last_step: int = -1
-    pending: PendingEnrollment | None = None
-    epoch: int = 0
-    failures: int = 0
-    last_failure_at: datetime | None = None
-    recovery_salt: bytes | None = field(default=None, repr=False)
-    recovery_codes_left: int = 0
-    identity_floor: datetime | None = None
-    """Set by a reset or removal of the factor: logins whose identity was checked before it must
-    check it again. Only ever grows."""
-
-    def state(self, now: datetime) -> EnrollmentState:
-        return effective_state(has_active=self.secret is not None, pending=self.pending, now=now)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Charge:
-    """The answer of :meth:`Storage.charge_attempt`.
-
-    ``allowed``: the attempt was counted and may be evaluated. Otherwise nothing was counted and the
-    user waits until ``retry_at`` (``None`` with ``locked_for_good``: until an owner reset).
-    """
-
-    allowed: bool
-    failures: int
-    retry_at: datetime | None = None
-    locked_for_good: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -244,80 +203,32 @@ class Storage(Protocol):
         """The user's factor record; an empty one (``FactorRecord(user_id=...)``) if none."""
         ...
 
-    def save_pending(self, user_id: str, pending: PendingEnrollment, *, audit: AuditRecord) -> None:
-        """Store ``pending`` as the user's pending enrollment, replacing any pending one, and
-        ``audit``. Never touches the active secret, counters or recovery codes."""
-        ...
+    def load_login(self, user_id: str, *, recovery_codes: bool = False) -> LoginState:
+        """Everything a login decision needs about ``user_id``, read as one consistent snapshot:
+        the factor record (an empty one if none; ``recovery_codes_left`` is a stored counter, not
+        a count of rows) and every tenant of the user with the user's role there, in tenant id
+        order; with ``recovery_codes``, the digests of the unused recovery codes too.
 
-    def activate_pending(
-        self,
-        user_id: str,
-        *,
-        pending_id: str,
-        step: int,
-        now: datetime,
-        recovery: RecoveryCodeSet,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        """Make the pending secret active, if and only if, in one atomic step:
-        a pending enrollment with ``pending_id`` exists, it has not expired at ``now``, and
-        ``step > last_step``.
-
-        Then: active secret = pending secret, pending cleared, ``activated_at = now``,
-        ``last_step = step``, failures cleared, recovery codes replaced by ``recovery``,
-        epoch incremented, ``audit`` and ``notifications`` stored. Returns the new epoch; ``None``
-        if the condition failed (nothing changed).
+        The login hot path reads nothing else: keep it one statement (one round trip) where the
+        database allows.
         """
         ...
 
-    def charge_attempt(self, user_id: str, *, now: datetime, rules: ThrottleRules) -> Charge:
-        """Count an attempt before it is evaluated, atomically with the check that it is allowed.
+    def commit_factor(self, commit: FactorCommit) -> bool:
+        """Write one decided change of a user's factor, atomically, if the stored record's
+        revision is still ``commit.expected_revision`` (a user with no record is at revision 0):
+        store every field of ``commit.factor`` (the revision becomes
+        ``commit.expected_revision + 1``), mark the recovery code ``commit.use_recovery_code``
+        used, replace all recovery codes by ``commit.recovery``, and store ``commit.audit`` and
+        ``commit.notifications``. Returns ``False`` and changes nothing if the revision moved
+        meanwhile: the caller reads again and decides again.
 
-        Using :func:`tenant2fa.throttle.allowance` on the stored counter: if allowed, increment
-        ``failures`` and set ``last_failure_at = now`` and return ``allowed=True`` with the new count;
-        otherwise change nothing. Parallel calls must never let more attempts through than a
-        sequential run would.
+        This one compare-and-set carries every attempt at a code (the failure it charges, the
+        time step it uses, the counter it clears, its audit record and its lockout notice), so
+        an attempt is counted atomically with its outcome, and concurrent attempts cannot get
+        more tries than a sequential run would. Nothing slow (no hashing, no decryption) happens
+        inside it. Make it one statement (one round trip) where the database allows.
         """
-        ...
-
-    def record_code_success(
-        self, user_id: str, *, step: int, expected_epoch: int, now: datetime, audit: AuditRecord
-    ) -> bool:
-        """Accept time ``step`` for the user, if and only if, atomically: the user has an active
-        secret, the epoch is ``expected_epoch`` and ``step > last_step``. Then ``last_step = step``,
-        failures cleared, ``audit`` stored, and ``True``. Otherwise ``False``, nothing changed.
-        """
-        ...
-
-    def consume_recovery_code(
-        self,
-        user_id: str,
-        *,
-        digest: bytes,
-        now: datetime,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        """Use the user's unused recovery code with this digest, atomically: mark it used, clear
-        failures, store ``audit`` and ``notifications``, and return how many unused codes are
-        left. Notifications of kind ``RECOVERY_CODE_USED`` are stored with
-        ``recovery_codes_left`` set to that number. ``None`` (nothing changed) if there is no such
-        unused code."""
-        ...
-
-    def replace_recovery_codes(
-        self,
-        user_id: str,
-        *,
-        recovery: RecoveryCodeSet,
-        expected_epoch: int,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        """Replace all recovery codes of an enrolled user whose epoch is ``expected_epoch``,
-        increment the epoch and store ``audit`` and ``notifications``. Returns the new epoch, or
-        ``None`` (nothing changed)."""
         ...
 
     def reset_factor(
@@ -331,7 +242,7 @@ class Storage(Protocol):
         expected: Sequence[Standing] | None = None,
     ) -> int | None:
         """Remove the user's active and pending secrets and recovery codes, clear failures,
-        increment the epoch (``last_step`` is kept), raise ``identity_floor`` to ``floor`` (never
+        increment the epoch and the revision (``last_step`` is kept), raise ``identity_floor`` to ``floor`` (never
         lower it) and store ``audit`` and ``notifications``. Returns the new epoch;
         ``None`` if there was neither an active nor a pending secret (even an expired one) nor a
         failure counted (nothing changed).
@@ -351,7 +262,8 @@ class Storage(Protocol):
         actor_id: str | None = None,
         expected: Sequence[Standing] | None = None,
     ) -> bool:
-        """Clear the user's failure counter (``failures = 0``, no ``last_failure_at``) and store
+        """Clear the user's failure counter (``failures = 0``, no ``last_failure_at``; the
+        revision grows) and store
         ``audit`` and ``notifications``, atomically, if any failure is counted; the secrets,
         recovery codes, epoch and ``last_step`` stay. Returns ``False`` (nothing changed) if
         there was nothing to clear. ``expected`` as for :meth:`reset_factor`."""
@@ -364,7 +276,8 @@ class Storage(Protocol):
 
     def rewrap_secrets(self, old: SealedSecrets, new: SealedSecrets) -> bool:
         """Replace the user's ciphertexts by ``new``'s, if they are still exactly ``old``'s (the
-        same active ciphertext, pending id and pending ciphertext). Nothing else changes. Returns
+        same active ciphertext, pending id and pending ciphertext). Nothing else changes but the
+        revision, which grows. Returns
         ``False`` (nothing changed) if any of them changed meanwhile."""
         ...
 

@@ -17,29 +17,27 @@ from tenant2fa.clock import later
 from tenant2fa.errors import (
     AlreadyMember,
     ConcurrentChange,
+    StorageError,
     TenantExists,
     UnknownTenant,
 )
-from tenant2fa.outbox import OutboxItem, OutboxState, with_codes_left
+from tenant2fa.outbox import OutboxItem, OutboxState
 from tenant2fa.policy import Membership, Role, Standing
 from tenant2fa.storage.base import (
-    Charge,
+    FactorCommit,
     FactorRecord,
+    LoginState,
     SealedSecrets,
     check_actor_holds,
     check_member_change,
 )
-from tenant2fa.throttle import allowance
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from tenant2fa.audit import AuditQuery, AuditRecord
-    from tenant2fa.enrollment import PendingEnrollment
     from tenant2fa.notify import Notification
     from tenant2fa.policy import TenantPolicy
-    from tenant2fa.recovery import RecoveryCodeSet
-    from tenant2fa.throttle import ThrottleRules
 
 __all__ = ["MemoryStorage"]
 
@@ -101,6 +99,9 @@ class MemoryStorage:
 
     def _record(self, audit: AuditRecord, notifications: Sequence[Notification]) -> None:
         self._audit.append(audit)
+        self._queue(notifications)
+
+    def _queue(self, notifications: Sequence[Notification]) -> None:
         for note in notifications:
             self._outbox.setdefault(note.notification_id, _Outgoing(note, next_attempt_at=note.at))
 
@@ -254,128 +255,37 @@ class MemoryStorage:
         with self._lock:
             return self._factor(user_id)
 
-    def save_pending(self, user_id: str, pending: PendingEnrollment, *, audit: AuditRecord) -> None:
+    def load_login(self, user_id: str, *, recovery_codes: bool = False) -> LoginState:
         with self._lock:
-            self._factors[user_id] = dataclasses.replace(self._factor(user_id), pending=pending)
-            self._audit.append(audit)
-
-    def activate_pending(
-        self,
-        user_id: str,
-        *,
-        pending_id: str,
-        step: int,
-        now: datetime,
-        recovery: RecoveryCodeSet,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        with self._lock:
-            factor = self._factor(user_id)
-            pending = factor.pending
-            if (
-                pending is None
-                or pending.pending_id != pending_id
-                or pending.is_expired(now)
-                or step <= factor.last_step
-            ):
-                return None
-            epoch = factor.epoch + 1
-            self._factors[user_id] = dataclasses.replace(
-                factor,
-                secret=pending.secret,
-                activated_at=now,
-                last_step=step,
-                pending=None,
-                epoch=epoch,
-                failures=0,
-                last_failure_at=None,
-                recovery_salt=recovery.salt,
-                recovery_codes_left=len(recovery.digests),
+            digests = None
+            if recovery_codes:
+                codes = self._recovery.get(user_id, {})
+                digests = tuple(sorted(d for d, used in codes.items() if not used))
+            return LoginState(
+                factor=self._factor(user_id),
+                tenants=tuple(self._standings(user_id, None)),
+                recovery_digests=digests,
             )
-            self._recovery[user_id] = dict.fromkeys(recovery.digests, False)
-            self._record(audit, notifications)
-            return epoch
 
-    def charge_attempt(self, user_id: str, *, now: datetime, rules: ThrottleRules) -> Charge:
+    def commit_factor(self, commit: FactorCommit) -> bool:
+        user_id = commit.factor.user_id
         with self._lock:
-            factor = self._factor(user_id)
-            allowed = allowance(
-                failures=factor.failures,
-                last_failure_at=factor.last_failure_at,
-                now=now,
-                rules=rules,
-            )
-            if not allowed.allowed:
-                return Charge(
-                    allowed=False,
-                    failures=factor.failures,
-                    retry_at=allowed.retry_at,
-                    locked_for_good=allowed.locked_for_good,
-                )
-            failures = factor.failures + 1
-            self._factors[user_id] = dataclasses.replace(
-                factor, failures=failures, last_failure_at=now
-            )
-            return Charge(allowed=True, failures=failures)
-
-    def record_code_success(
-        self, user_id: str, *, step: int, expected_epoch: int, now: datetime, audit: AuditRecord
-    ) -> bool:
-        with self._lock:
-            factor = self._factor(user_id)
-            if factor.secret is None or factor.epoch != expected_epoch or step <= factor.last_step:
+            if self._factor(user_id).revision != commit.expected_revision:
                 return False
-            self._factors[user_id] = dataclasses.replace(
-                factor, last_step=step, failures=0, last_failure_at=None
-            )
-            self._audit.append(audit)
+            codes = self._recovery.get(user_id, {})
+            used = commit.use_recovery_code
+            if used is not None and codes.get(used, True):
+                # The decision saw this code unused at this revision; every change of the codes
+                # moves the revision, so a backend that gets here has lost data.
+                raise StorageError("the recovery code to use is not stored as unused")
+            self._factors[user_id] = commit.factor
+            if used is not None:
+                codes[used] = True
+            if commit.recovery is not None:
+                self._recovery[user_id] = dict.fromkeys(commit.recovery.digests, False)
+            self._audit.extend(commit.audit)
+            self._queue(commit.notifications)
             return True
-
-    def consume_recovery_code(
-        self,
-        user_id: str,
-        *,
-        digest: bytes,
-        now: datetime,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        with self._lock:
-            codes = self._recovery.get(user_id)
-            if not codes or codes.get(digest, True):
-                return None
-            codes[digest] = True
-            left = sum(1 for used in codes.values() if not used)
-            self._factors[user_id] = dataclasses.replace(
-                self._factor(user_id), failures=0, last_failure_at=None, recovery_codes_left=left
-            )
-            self._record(audit, [with_codes_left(n, left) for n in notifications])
-            return left
-
-    def replace_recovery_codes(
-        self,
-        user_id: str,
-        *,
-        recovery: RecoveryCodeSet,
-        expected_epoch: int,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        with self._lock:
-            factor = self._factor(user_id)
-            if factor.secret is None or factor.epoch != expected_epoch:
-                return None
-            epoch = factor.epoch + 1
-            self._factors[user_id] = dataclasses.replace(
-                factor,
-                epoch=epoch,
-                recovery_salt=recovery.salt,
-                recovery_codes_left=len(recovery.digests),
-            )
-            self._recovery[user_id] = dict.fromkeys(recovery.digests, False)
-            self._record(audit, notifications)
-            return epoch
 
     def reset_factor(
         self,
@@ -399,6 +309,7 @@ class MemoryStorage:
                 last_step=factor.last_step,
                 epoch=epoch,
                 identity_floor=floor if old_floor is None else max(old_floor, floor),
+                revision=factor.revision + 1,
             )
             self._recovery.pop(user_id, None)
             self._record(audit, notifications)
@@ -418,7 +329,9 @@ class MemoryStorage:
             factor = self._factor(user_id)
             if factor.failures == 0:
                 return False
-            self._factors[user_id] = dataclasses.replace(factor, failures=0, last_failure_at=None)
+            self._factors[user_id] = dataclasses.replace(
+                factor, failures=0, last_failure_at=None, revision=factor.revision + 1
+            )
             self._record(audit, notifications)
             return True
 
@@ -441,7 +354,7 @@ class MemoryStorage:
             if pending is not None and new.pending_secret is not None:
                 pending = dataclasses.replace(pending, secret=new.pending_secret)
             self._factors[old.user_id] = dataclasses.replace(
-                factor, secret=new.secret, pending=pending
+                factor, secret=new.secret, pending=pending, revision=factor.revision + 1
             )
             return True
 

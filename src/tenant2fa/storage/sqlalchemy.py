@@ -4,18 +4,23 @@ Install with the ``sqlalchemy`` extra plus a driver (``postgres``: psycopg 3; ``
 
 - :data:`metadata` holds our tables (all prefixed ``t2fa_``), so a host app can include them in its
   own Alembic migrations; :meth:`SQLAlchemyStorage.create_schema` creates them for quick starts.
-- Every operation is one transaction. Compare-and-set operations are single ``UPDATE ... WHERE``
-  statements judged by their row count; the throttle counter is read with ``SELECT ... FOR UPDATE``
-  (on SQLite the transaction starts with ``BEGIN IMMEDIATE`` instead). Both are correct at
-  PostgreSQL's default READ COMMITTED and MariaDB's default REPEATABLE READ.
+- Every operation is one transaction, or one statement on its own where it needs no more (on
+  PostgreSQL those run without BEGIN and COMMIT). Compare-and-set operations are single
+  ``UPDATE ... WHERE`` statements judged by their row count (a login's write compares the factor
+  row's revision); membership changes lock the tenant's row with ``SELECT ... FOR UPDATE`` (on
+  SQLite the transaction starts with ``BEGIN IMMEDIATE`` instead). Both are correct at
+  PostgreSQL's default READ COMMITTED, at SERIALIZABLE, and at MariaDB's default REPEATABLE
+  READ.
 - Serialization failures and deadlocks (SQLSTATE 40001/40P01, MySQL 1213/1205) and dropped
-  connections are retried a bounded number of times; then the operation fails closed with
-  :class:`~tenant2fa.errors.StorageError`.
+  connections are retried a bounded number of times (two budgets: ``conflict_retries`` and
+  ``retries``); then the operation fails closed with :class:`~tenant2fa.errors.StorageError`.
+  PostgreSQL-family dialects (CockroachDB's included) are recognised by class.
 - Times are stored as BIGINT microseconds since the Unix epoch (UTC), the same on every database.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
@@ -27,6 +32,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects.mysql.base import MySQLDialect
+from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord
@@ -45,32 +53,37 @@ from tenant2fa.outbox import (
     OutboxState,
     decode_notification,
     encode_notification,
-    with_codes_left,
 )
 from tenant2fa.policy import Membership, Role, Standing, TenantPolicy
 from tenant2fa.storage.base import (
-    Charge,
+    FactorCommit,
     FactorRecord,
+    LoginState,
     SealedSecrets,
     check_actor_holds,
     check_member_change,
 )
 from tenant2fa.storage.files import create_private_file
-from tenant2fa.throttle import allowance
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from tenant2fa.notify import Notification
     from tenant2fa.recovery import RecoveryCodeSet
-    from tenant2fa.throttle import ThrottleRules
 
-__all__ = ["SCHEMA_VERSION", "ExactText", "SQLAlchemyStorage", "alembic_render_item", "metadata"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "ExactText",
+    "SQLAlchemyStorage",
+    "alembic_render_item",
+    "backfill_statements",
+    "metadata",
+]
 
 _T = TypeVar("_T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class ExactText(sa.types.TypeDecorator[str]):
@@ -200,6 +213,10 @@ factors = sa.Table(
     sa.Column("last_failure_at", sa.BigInteger),
     sa.Column("recovery_salt", _blob(64)),
     sa.Column("identity_floor", sa.BigInteger),
+    # Version 4: the compare-and-set of every decided change (0: no row), and the count of
+    # unused recovery codes (kept, so that a login never counts rows).
+    sa.Column("revision", sa.BigInteger, nullable=False, default=0, server_default="0"),
+    sa.Column("recovery_left", sa.Integer, nullable=False, default=0, server_default="0"),
     **_TABLE_OPTIONS,
 )
 
@@ -250,6 +267,28 @@ outbox = sa.Table(
 )
 
 
+def _login_statement() -> sa.Select[Any]:
+    """The whole login snapshot as one statement: the user's factor row (if any) beside each of
+    their tenants with their role there (one row of NULLs for a user in none)."""
+    user = sa.select(sa.bindparam("login_user", type_=_id()).label("user_id")).subquery("u")
+    tenant_columns = [c.label(f"t_{c.name}") for c in tenants.c]
+    return (
+        sa.select(
+            *(c for c in factors.c if c.name != "user_id"),
+            *tenant_columns,
+            memberships.c.role.label("m_role"),
+        )
+        .select_from(user)
+        .outerjoin(factors, factors.c.user_id == user.c.user_id)
+        .outerjoin(memberships, memberships.c.user_id == user.c.user_id)
+        .outerjoin(tenants, tenants.c.tenant_id == memberships.c.tenant_id)
+        .order_by(tenants.c.tenant_id)
+    )
+
+
+_LOGIN = _login_statement()
+
+
 def _us(value: datetime | None) -> int | None:
     if value is None:
         return None
@@ -290,9 +329,9 @@ def _describe(exc: DBAPIError) -> str:
     return described
 
 
-def _retryable(exc: DBAPIError) -> bool:
-    if exc.connection_invalidated:
-        return True
+def _conflict(exc: DBAPIError) -> bool:
+    """A transaction that lost to a concurrent one (serialization failure, deadlock, a lock it
+    waited for too long): running it again from the start is the cure."""
     orig = exc.orig
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if sqlstate in _RETRYABLE_SQLSTATES:
@@ -308,13 +347,19 @@ class SQLAlchemyStorage:
     """A :class:`~tenant2fa.storage.Storage` on a SQLAlchemy :class:`~sqlalchemy.engine.Engine`.
 
     Pass an engine or a URL (``postgresql+psycopg://...``, ``mysql+pymysql://...``,
-    ``sqlite:///path``). With a URL the engine gets ``pool_pre_ping`` so that work resumes after
-    the database restarts.
+    ``sqlite:///path``). No connection is pinged before use (a round trip on every operation):
+    an operation that finds its connection dropped (the database restarted) is run again, whole,
+    on a new one, up to ``retries`` times. An operation that lost to a concurrent one (a
+    serialization failure, SQLSTATE 40001, which CockroachDB and PostgreSQL at SERIALIZABLE
+    raise; a deadlock) is run again up to ``conflict_retries`` times, with jittered back-off.
+    Then it fails closed with :class:`~tenant2fa.errors.StorageError`.
     """
 
-    def __init__(self, engine: sa.Engine | str, *, retries: int = 5) -> None:
+    def __init__(
+        self, engine: sa.Engine | str, *, retries: int = 5, conflict_retries: int = 20
+    ) -> None:
         if isinstance(engine, str):
-            engine = sa.create_engine(engine, pool_pre_ping=True)
+            engine = sa.create_engine(engine)
         path = _sqlite_file(engine)
         if path is not None:
             # Readable by its owner only, from the first byte (see tenant2fa.storage.files).
@@ -324,8 +369,17 @@ class SQLAlchemyStorage:
                 raise StorageError(f"cannot create the SQLite database file: {exc}") from exc
         self.engine = engine
         self._retries = retries
-        self._sqlite = engine.dialect.name == "sqlite"
-        if self._sqlite:
+        self._conflict_retries = conflict_retries
+        dialect = engine.dialect
+        # By class, not by name: the CockroachDB dialect (named "cockroachdb") is one of them.
+        self._postgres = isinstance(dialect, PGDialect)
+        self._mysql = isinstance(dialect, MySQLDialect)
+        # Single statements run outside a transaction (no BEGIN and COMMIT round trips) where
+        # the database keeps each statement atomic on its own: PostgreSQL.
+        self._autocommit = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else None
+        )
+        if isinstance(dialect, SQLiteDialect):
             _sqlite_immediate_transactions(engine)
 
     def __repr__(self) -> str:
@@ -375,18 +429,32 @@ class SQLAlchemyStorage:
 
     # -- running a unit of work -------------------------------------------------------------
 
-    def _run(self, work: Callable[[sa.Connection], _T]) -> _T:
-        """Run ``work`` in one transaction, retrying transient failures, then failing closed."""
-        for attempt in range(self._retries + 1):
+    def _run(self, work: Callable[[sa.Connection], _T], *, single: bool = False) -> _T:
+        """Run ``work`` in one transaction, retrying transient failures (a dropped connection
+        among them), then failing closed. ``single``: ``work`` is one statement, atomic by
+        itself, run without BEGIN and COMMIT where the database allows (PostgreSQL)."""
+        dropped = conflicts = 0
+        for attempt in itertools.count():
             try:
+                if single and self._autocommit is not None:
+                    with self._autocommit.connect() as conn:
+                        return work(conn)
                 with self.engine.begin() as conn:
                     return work(conn)
             except DBAPIError as exc:
-                if (
-                    isinstance(exc, IntegrityError)
-                    or not _retryable(exc)
-                    or attempt == self._retries
-                ):
+                # Two budgets: a database that is away fails soon; conflicts between concurrent
+                # transactions (every SERIALIZABLE database has them) resolve with a few more.
+                if isinstance(exc, IntegrityError):
+                    given_up = True
+                elif exc.connection_invalidated:
+                    dropped += 1
+                    given_up = dropped > self._retries
+                elif _conflict(exc):
+                    conflicts += 1
+                    given_up = conflicts > self._conflict_retries
+                else:
+                    given_up = True
+                if given_up:
                     raise StorageError(f"database operation failed: {_describe(exc)}") from exc
             except SQLAlchemyError as exc:
                 raise StorageError(f"database operation failed: {type(exc).__name__}") from exc
@@ -396,57 +464,60 @@ class SQLAlchemyStorage:
                     f"the database cannot store a value: {type(exc).__name__}"
                 ) from exc
             time.sleep(min(0.5, 0.01 * 2**attempt) * (0.5 + random.random()))  # noqa: S311
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AssertionError("unreachable")  # pragma: no cover - the loop only returns or raises
 
     @staticmethod
-    def _audit(conn: sa.Connection, record: AuditRecord) -> None:
-        conn.execute(
-            audit_log.insert().values(
-                record_id=record.record_id,
-                at=_us(record.at),
-                kind=record.kind.value,
-                tenant_id=record.tenant_id,
-                user_id=record.user_id,
-                actor_id=record.actor_id,
-                detail=json.dumps(dict(record.detail), sort_keys=True),
-            )
-        )
+    def _audit_values(record: AuditRecord) -> dict[str, object]:
+        return {
+            "record_id": record.record_id,
+            "at": _us(record.at),
+            "kind": record.kind.value,
+            "tenant_id": record.tenant_id,
+            "user_id": record.user_id,
+            "actor_id": record.actor_id,
+            "detail": json.dumps(dict(record.detail), sort_keys=True),
+        }
+
+    @staticmethod
+    def _outbox_values(note: Notification) -> dict[str, object]:
+        return {
+            "notification_id": note.notification_id,
+            "created_at": _us(note.at),
+            "payload": encode_notification(note),
+            "state": OutboxState.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": _us(note.at),
+        }
+
+    def _audit(self, conn: sa.Connection, record: AuditRecord) -> None:
+        conn.execute(audit_log.insert().values(self._audit_values(record)))
+
+    def _queue(self, conn: sa.Connection, notifications: Sequence[Notification]) -> None:
+        if notifications:
+            conn.execute(outbox.insert(), [self._outbox_values(n) for n in notifications])
 
     def _record(
         self, conn: sa.Connection, audit: AuditRecord, notifications: Sequence[Notification]
     ) -> None:
         self._audit(conn, audit)
-        if notifications:
-            conn.execute(
-                outbox.insert(),
-                [
-                    {
-                        "notification_id": n.notification_id,
-                        "created_at": _us(n.at),
-                        "payload": encode_notification(n),
-                        "state": OutboxState.PENDING.value,
-                        "attempts": 0,
-                        "next_attempt_at": _us(n.at),
-                    }
-                    for n in notifications
-                ],
-            )
+        self._queue(conn, notifications)
+
+    def _insert_missing_factor(self, user_id: str) -> sa.Insert:
+        """An empty factor row for ``user_id``, unless one exists (the dialect's own way)."""
+        if self._postgres:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415
+
+            return pg_insert(factors).values(user_id=user_id).on_conflict_do_nothing()
+        if self._mysql:
+            return factors.insert().prefix_with("IGNORE").values(user_id=user_id)
+        return factors.insert().prefix_with("OR IGNORE").values(user_id=user_id)
 
     def _ensure_factor_row(self, conn: sa.Connection, user_id: str) -> None:
         exists = conn.execute(
             sa.select(factors.c.user_id).where(factors.c.user_id == user_id)
         ).first()
-        if exists is not None:
-            return
-        dialect = self.engine.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415
-
-            conn.execute(pg_insert(factors).values(user_id=user_id).on_conflict_do_nothing())
-        elif dialect in ("mysql", "mariadb"):
-            conn.execute(factors.insert().prefix_with("IGNORE").values(user_id=user_id))
-        else:
-            conn.execute(factors.insert().prefix_with("OR IGNORE").values(user_id=user_id))
+        if exists is None:
+            conn.execute(self._insert_missing_factor(user_id))
 
     # -- tenants and memberships ------------------------------------------------------------
 
@@ -738,18 +809,8 @@ class SQLAlchemyStorage:
     # -- the user's factor -----------------------------------------------------------------
 
     @staticmethod
-    def _codes_left(conn: sa.Connection, user_id: str) -> int:
-        count = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(recovery_codes)
-            .where(recovery_codes.c.user_id == user_id)
-            .where(recovery_codes.c.used_at.is_(None))
-        ).scalar_one()
-        return int(count)
-
-    def _load_factor(self, conn: sa.Connection, user_id: str) -> FactorRecord:
-        row = conn.execute(sa.select(factors).where(factors.c.user_id == user_id)).first()
-        if row is None:
+    def _factor(user_id: str, row: Any) -> FactorRecord:  # noqa: ANN401 - a SQLAlchemy Row
+        if row is None or row.revision is None:
             return FactorRecord(user_id=user_id)
         pending = None
         if row.pending_id is not None:
@@ -769,29 +830,87 @@ class SQLAlchemyStorage:
             failures=row.failures,
             last_failure_at=_dt(row.last_failure_at),
             recovery_salt=None if row.recovery_salt is None else bytes(row.recovery_salt),
-            recovery_codes_left=self._codes_left(conn, user_id),
+            recovery_codes_left=row.recovery_left,
             identity_floor=_dt(row.identity_floor),
+            revision=row.revision,
         )
 
     def get_factor(self, user_id: str) -> FactorRecord:
-        return self._run(lambda c: self._load_factor(c, user_id))
+        row = self._run(
+            lambda c: c.execute(sa.select(factors).where(factors.c.user_id == user_id)).first(),
+            single=True,
+        )
+        return self._factor(user_id, row)
 
-    def save_pending(self, user_id: str, pending: PendingEnrollment, *, audit: AuditRecord) -> None:
-        def work(conn: sa.Connection) -> None:
-            self._ensure_factor_row(conn, user_id)
-            conn.execute(
-                factors.update()
-                .where(factors.c.user_id == user_id)
-                .values(
-                    pending_id=pending.pending_id,
-                    pending_secret=pending.secret,
-                    pending_created_at=_us(pending.created_at),
-                    pending_expires_at=_us(pending.expires_at),
-                )
+    def _login_state(self, conn: sa.Connection, user_id: str, *, with_codes: bool) -> LoginState:
+        rows = conn.execute(_LOGIN, {"login_user": user_id}).all()
+        tenants = tuple(
+            Standing(
+                policy=TenantPolicy(
+                    tenant_id=row.t_tenant_id,
+                    name=row.t_name,
+                    two_factor_required=bool(row.t_two_factor_required),
+                    activated_at=_dt(row.t_activated_at),
+                    grace_period=None
+                    if row.t_grace_period_us is None
+                    else timedelta(microseconds=row.t_grace_period_us),
+                    version=row.t_version,
+                ),
+                role=Role(row.m_role),
+                actor_role=None,
             )
-            self._audit(conn, audit)
+            for row in rows
+            if row.t_tenant_id is not None
+        )
+        digests = None
+        if with_codes:
+            digests = tuple(
+                bytes(d)
+                for d in conn.execute(
+                    sa.select(recovery_codes.c.digest)
+                    .where(recovery_codes.c.user_id == user_id)
+                    .where(recovery_codes.c.used_at.is_(None))
+                    .order_by(recovery_codes.c.digest)
+                ).scalars()
+            )
+        return LoginState(
+            factor=self._factor(user_id, rows[0]), tenants=tenants, recovery_digests=digests
+        )
 
-        self._run(work)
+    def load_login(self, user_id: str, *, recovery_codes: bool = False) -> LoginState:
+        return self._run(
+            lambda c: self._login_state(c, user_id, with_codes=recovery_codes),
+            # One statement is a snapshot by itself; two need a transaction.
+            single=not recovery_codes,
+        )
+
+    @staticmethod
+    def _factor_values(factor: FactorRecord) -> dict[str, object]:
+        pending = factor.pending
+        return {
+            "secret": factor.secret,
+            "activated_at": _us(factor.activated_at),
+            "last_step": factor.last_step,
+            "pending_id": pending.pending_id if pending else None,
+            "pending_secret": pending.secret if pending else None,
+            "pending_created_at": _us(pending.created_at) if pending else None,
+            "pending_expires_at": _us(pending.expires_at) if pending else None,
+            "epoch": factor.epoch,
+            "failures": factor.failures,
+            "last_failure_at": _us(factor.last_failure_at),
+            "recovery_salt": factor.recovery_salt,
+            "identity_floor": _us(factor.identity_floor),
+            "recovery_left": factor.recovery_codes_left,
+            "revision": factor.revision,
+        }
+
+    def commit_factor(self, commit: FactorCommit) -> bool:
+        plain = commit.use_recovery_code is None and commit.recovery is None
+        if self._postgres and plain:
+            # The whole write as one statement: one round trip, in autocommit.
+            statement = self._commit_statement(commit)
+            return bool(self._run(lambda c: c.execute(statement).scalar_one(), single=True))
+        return self._run(lambda c: self._commit(c, commit))
 
     @staticmethod
     def _replace_codes(conn: sa.Connection, user_id: str, recovery: RecoveryCodeSet) -> None:
@@ -809,149 +928,68 @@ class SQLAlchemyStorage:
         ).scalar_one()
         return int(value)
 
-    def activate_pending(
-        self,
-        user_id: str,
-        *,
-        pending_id: str,
-        step: int,
-        now: datetime,
-        recovery: RecoveryCodeSet,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        def work(conn: sa.Connection) -> int | None:
-            result = conn.execute(
-                factors.update()
-                .where(factors.c.user_id == user_id)
-                .where(factors.c.pending_id == pending_id)
-                .where(factors.c.pending_expires_at > _us(now))
-                .where(factors.c.last_step < step)
-                .values(
-                    secret=factors.c.pending_secret,
-                    activated_at=_us(now),
-                    last_step=step,
-                    pending_id=None,
-                    pending_secret=None,
-                    pending_created_at=None,
-                    pending_expires_at=None,
-                    epoch=factors.c.epoch + 1,
-                    failures=0,
-                    last_failure_at=None,
-                    recovery_salt=recovery.salt,
-                )
-            )
-            if result.rowcount != 1:
-                return None
-            self._replace_codes(conn, user_id, recovery)
-            self._record(conn, audit, notifications)
-            return self._epoch(conn, user_id)
-
-        return self._run(work)
-
-    def charge_attempt(self, user_id: str, *, now: datetime, rules: ThrottleRules) -> Charge:
-        def work(conn: sa.Connection) -> Charge:
+    def _commit(self, conn: sa.Connection, commit: FactorCommit) -> bool:
+        user_id = commit.factor.user_id
+        if commit.expected_revision == 0:
             self._ensure_factor_row(conn, user_id)
-            row = conn.execute(
-                sa.select(factors.c.failures, factors.c.last_failure_at)
-                .where(factors.c.user_id == user_id)
-                .with_for_update()
-            ).one()
-            allowed = allowance(
-                failures=row.failures,
-                last_failure_at=_dt(row.last_failure_at),
-                now=now,
-                rules=rules,
-            )
-            if not allowed.allowed:
-                return Charge(
-                    allowed=False,
-                    failures=row.failures,
-                    retry_at=allowed.retry_at,
-                    locked_for_good=allowed.locked_for_good,
-                )
-            conn.execute(
-                factors.update()
-                .where(factors.c.user_id == user_id)
-                .values(failures=factors.c.failures + 1, last_failure_at=_us(now))
-            )
-            return Charge(allowed=True, failures=row.failures + 1)
-
-        return self._run(work)
-
-    def record_code_success(
-        self, user_id: str, *, step: int, expected_epoch: int, now: datetime, audit: AuditRecord
-    ) -> bool:
-        def work(conn: sa.Connection) -> bool:
-            result = conn.execute(
-                factors.update()
-                .where(factors.c.user_id == user_id)
-                .where(factors.c.secret.is_not(None))
-                .where(factors.c.epoch == expected_epoch)
-                .where(factors.c.last_step < step)
-                .values(last_step=step, failures=0, last_failure_at=None)
-            )
-            if result.rowcount != 1:
-                return False
-            self._audit(conn, audit)
-            return True
-
-        return self._run(work)
-
-    def consume_recovery_code(
-        self,
-        user_id: str,
-        *,
-        digest: bytes,
-        now: datetime,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        def work(conn: sa.Connection) -> int | None:
-            result = conn.execute(
+        written = conn.execute(
+            factors.update()
+            .where(factors.c.user_id == user_id)
+            .where(factors.c.revision == commit.expected_revision)
+            .values(**self._factor_values(commit.factor))
+        )
+        if written.rowcount != 1:
+            return False
+        if commit.use_recovery_code is not None:
+            used = conn.execute(
                 recovery_codes.update()
                 .where(recovery_codes.c.user_id == user_id)
-                .where(recovery_codes.c.digest == digest)
+                .where(recovery_codes.c.digest == commit.use_recovery_code)
                 .where(recovery_codes.c.used_at.is_(None))
-                .values(used_at=_us(now))
+                .values(used_at=_us(commit.at))
             )
-            if result.rowcount != 1:
-                return None
-            conn.execute(
+            if used.rowcount != 1:
+                # Decided on this revision, where the code was unused: data was lost.
+                raise StorageError("the recovery code to use is not stored as unused")
+        if commit.recovery is not None:
+            self._replace_codes(conn, user_id, commit.recovery)
+        for record in commit.audit:
+            self._audit(conn, record)
+        self._queue(conn, commit.notifications)
+        return True
+
+    def _commit_statement(self, commit: FactorCommit) -> sa.Select[Any]:
+        """PostgreSQL: the compare-and-set of the factor row, and the inserts of the audit
+        records and notifications that hang on it, as one statement."""
+        from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415
+
+        user_id = commit.factor.user_id
+        values = self._factor_values(commit.factor)
+        if commit.expected_revision == 0:
+            written_dml: Any = (
+                pg_insert(factors)
+                .values(user_id=user_id, **values)
+                .on_conflict_do_update(
+                    index_elements=[factors.c.user_id], set_=values, where=factors.c.revision == 0
+                )
+            )
+        else:
+            written_dml = (
                 factors.update()
                 .where(factors.c.user_id == user_id)
-                .values(failures=0, last_failure_at=None)
+                .where(factors.c.revision == commit.expected_revision)
+                .values(**values)
             )
-            left = self._codes_left(conn, user_id)
-            self._record(conn, audit, [with_codes_left(n, left) for n in notifications])
-            return left
-
-        return self._run(work)
-
-    def replace_recovery_codes(
-        self,
-        user_id: str,
-        *,
-        recovery: RecoveryCodeSet,
-        expected_epoch: int,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        def work(conn: sa.Connection) -> int | None:
-            result = conn.execute(
-                factors.update()
-                .where(factors.c.user_id == user_id)
-                .where(factors.c.secret.is_not(None))
-                .where(factors.c.epoch == expected_epoch)
-                .values(epoch=factors.c.epoch + 1, recovery_salt=recovery.salt)
-            )
-            if result.rowcount != 1:
-                return None
-            self._replace_codes(conn, user_id, recovery)
-            self._record(conn, audit, notifications)
-            return self._epoch(conn, user_id)
-
-        return self._run(work)
+        written = written_dml.returning(factors.c.user_id).cte("t2fa_written")
+        rows = [(audit_log, self._audit_values(r)) for r in commit.audit]
+        rows += [(outbox, self._outbox_values(n)) for n in commit.notifications]
+        inserts = []
+        for i, (table, row) in enumerate(rows):
+            source = sa.select(
+                *(sa.literal(v, table.c[k].type).label(k) for k, v in row.items())
+            ).select_from(written)
+            inserts.append(table.insert().from_select(list(row), source).cte(f"t2fa_insert{i}"))
+        return sa.select(sa.func.count()).select_from(written).add_cte(*inserts)
 
     def reset_factor(
         self,
@@ -987,6 +1025,8 @@ class SQLAlchemyStorage:
                     failures=0,
                     last_failure_at=None,
                     recovery_salt=None,
+                    recovery_left=0,
+                    revision=factors.c.revision + 1,
                     identity_floor=sa.case(
                         (
                             sa.or_(
@@ -1022,7 +1062,7 @@ class SQLAlchemyStorage:
                 factors.update()
                 .where(factors.c.user_id == user_id)
                 .where(factors.c.failures > 0)
-                .values(failures=0, last_failure_at=None)
+                .values(failures=0, last_failure_at=None, revision=factors.c.revision + 1)
             )
             if result.rowcount != 1:
                 return False
@@ -1062,7 +1102,11 @@ class SQLAlchemyStorage:
                 .where(same(factors.c.secret, old.secret))
                 .where(same(factors.c.pending_id, old.pending_id))
                 .where(same(factors.c.pending_secret, old.pending_secret))
-                .values(secret=new.secret, pending_secret=new.pending_secret)
+                .values(
+                    secret=new.secret,
+                    pending_secret=new.pending_secret,
+                    revision=factors.c.revision + 1,
+                )
             )
             return bool(result.rowcount == 1)
 
@@ -1073,7 +1117,7 @@ class SQLAlchemyStorage:
     def append_audit(
         self, record: AuditRecord, *, notifications: Sequence[Notification] = ()
     ) -> None:
-        self._run(lambda c: self._record(c, record, notifications))
+        self._run(lambda c: self._record(c, record, notifications), single=not notifications)
 
     def audit_records(self, query: AuditQuery) -> list[AuditRecord]:
         stmt = sa.select(audit_log)
@@ -1231,10 +1275,30 @@ def _sqlite_file(engine: sa.Engine) -> str | None:
     return path
 
 
+def backfill_statements() -> dict[str, sa.Update]:
+    """What fills a column added to an existing table, by ``table.column``: version 4's
+    ``t2fa_factors.revision`` starts at 1 for existing rows (0 means no row), and
+    ``recovery_left`` is the count of each user's unused codes. Alembic users run these in the
+    migration that adds the columns (see docs/storage.md)."""
+    unused = (
+        sa.select(sa.func.count())
+        .select_from(recovery_codes)
+        .where(recovery_codes.c.user_id == factors.c.user_id)
+        .where(recovery_codes.c.used_at.is_(None))
+        .scalar_subquery()
+    )
+    return {
+        "t2fa_factors.revision": factors.update().values(revision=1),
+        "t2fa_factors.recovery_left": factors.update().values(recovery_left=unused),
+    }
+
+
 def _add_missing_columns(conn: sa.Connection) -> None:
     """Add the columns a newer tenant2fa added to existing tables (``create_schema`` on a
-    database an older version made). Each such column is nullable, so old rows stay valid."""
+    database an older version made), and fill them in (:func:`backfill_statements`). Each such
+    column is nullable or has a server default, so old rows stay valid."""
     inspector = sa.inspect(conn)
+    backfills = backfill_statements()
     for table in metadata.sorted_tables:
         if not inspector.has_table(table.name):
             continue
@@ -1242,14 +1306,21 @@ def _add_missing_columns(conn: sa.Connection) -> None:
         for column in table.columns:
             if column.name in present:
                 continue
-            if not column.nullable:
+            default = column.server_default
+            if not column.nullable and not isinstance(default, sa.DefaultClause):
                 raise StorageError(
                     f"{table.name}.{column.name} is missing and cannot be added in place; "
                     "migrate with Alembic (see docs/storage.md)"
                 )
             kind = column.type.compile(dialect=conn.dialect)
             name = conn.dialect.identifier_preparer.quote(column.name)
-            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
+            extra = ""
+            if isinstance(default, sa.DefaultClause):
+                extra = f" NOT NULL DEFAULT {default.arg}"
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}{extra}")
+            backfill = backfills.get(f"{table.name}.{column.name}")
+            if backfill is not None:
+                conn.execute(backfill)
 
 
 def _sqlite_immediate_transactions(engine: sa.Engine) -> None:

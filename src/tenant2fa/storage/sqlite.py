@@ -44,32 +44,30 @@ from tenant2fa.outbox import (
     OutboxState,
     decode_notification,
     encode_notification,
-    with_codes_left,
 )
 from tenant2fa.policy import Membership, Role, Standing, TenantPolicy
 from tenant2fa.storage.base import (
-    Charge,
+    FactorCommit,
     FactorRecord,
+    LoginState,
     SealedSecrets,
     check_actor_holds,
     check_member_change,
 )
 from tenant2fa.storage.files import create_private_file
-from tenant2fa.throttle import allowance
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     from tenant2fa.notify import Notification
     from tenant2fa.recovery import RecoveryCodeSet
-    from tenant2fa.throttle import ThrottleRules
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
 _T = TypeVar("_T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry upgrades the schema from version i to i + 1. Never edit a released entry: append.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -150,6 +148,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE t2fa_factors ADD COLUMN identity_floor INTEGER",
         "DROP INDEX IF EXISTS t2fa_memberships_by_role",
         "CREATE INDEX t2fa_memberships_by_role ON t2fa_memberships (tenant_id, role, user_id)",
+    ),
+    # 4: a login is one read and one write. The factor row carries its revision (the
+    # compare-and-set of every decided change) and its count of unused recovery codes (no
+    # COUNT on the hot path).
+    (
+        "ALTER TABLE t2fa_factors ADD COLUMN revision INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE t2fa_factors ADD COLUMN recovery_left INTEGER NOT NULL DEFAULT 0",
+        (
+            "UPDATE t2fa_factors SET revision = 1, recovery_left = (SELECT COUNT(*) "
+            "FROM t2fa_recovery_codes c "
+            "WHERE c.user_id = t2fa_factors.user_id AND c.used_at IS NULL)"
+        ),
     ),
 )
 
@@ -385,6 +395,10 @@ class SQLiteStorage:
         notifications: Sequence[Notification],
     ) -> None:
         self._insert_audit(conn, audit)
+        self._queue(conn, notifications)
+
+    @staticmethod
+    def _queue(conn: sqlite3.Connection, notifications: Sequence[Notification]) -> None:
         conn.executemany(
             "INSERT OR IGNORE INTO t2fa_outbox "
             "(notification_id, created_at, payload, next_attempt_at) VALUES (?, ?, ?, ?)",
@@ -658,19 +672,28 @@ class SQLiteStorage:
 
     _FACTOR_COLUMNS = (
         "secret, activated_at, last_step, pending_id, pending_secret, pending_created_at, "
-        "pending_expires_at, epoch, failures, last_failure_at, recovery_salt, identity_floor"
+        "pending_expires_at, epoch, failures, last_failure_at, recovery_salt, identity_floor, "
+        "recovery_left, revision"
     )
 
-    def _load_factor(self, conn: sqlite3.Connection, user_id: str) -> FactorRecord:
-        row = conn.execute(
-            f"SELECT {self._FACTOR_COLUMNS} FROM t2fa_factors WHERE user_id = ?", (user_id,)
-        ).fetchone()
-        if row is None:
+    # The whole login snapshot in one statement: the factor row (if any) beside each of the
+    # user's tenants (or one row of NULLs for a user in none).
+    _LOGIN_SQL = (
+        "SELECT "
+        + ", ".join(f"f.{c}" for c in _FACTOR_COLUMNS.split(", "))
+        + ", t.tenant_id, t.name, t.two_factor_required, t.activated_at, t.grace_period_us, "
+        "t.version, m.role "
+        "FROM (SELECT ? AS user_id) u "
+        "LEFT JOIN t2fa_factors f ON f.user_id = u.user_id "
+        "LEFT JOIN t2fa_memberships m ON m.user_id = u.user_id "
+        "LEFT JOIN t2fa_tenants t ON t.tenant_id = m.tenant_id "
+        "ORDER BY t.tenant_id"
+    )
+
+    @staticmethod
+    def _factor(user_id: str, row: tuple[Any, ...] | None) -> FactorRecord:
+        if row is None or row[13] is None:
             return FactorRecord(user_id=user_id)
-        left = conn.execute(
-            "SELECT COUNT(*) FROM t2fa_recovery_codes WHERE user_id = ? AND used_at IS NULL",
-            (user_id,),
-        ).fetchone()[0]
         pending = None
         if row[3] is not None:
             pending = PendingEnrollment(
@@ -689,9 +712,16 @@ class SQLiteStorage:
             failures=row[8],
             last_failure_at=_dt(row[9]),
             recovery_salt=row[10],
-            recovery_codes_left=left,
             identity_floor=_dt(row[11]),
+            recovery_codes_left=row[12],
+            revision=row[13],
         )
+
+    def _load_factor(self, conn: sqlite3.Connection, user_id: str) -> FactorRecord:
+        row = conn.execute(
+            f"SELECT {self._FACTOR_COLUMNS} FROM t2fa_factors WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        return self._factor(user_id, row)
 
     @staticmethod
     def _epoch(conn: sqlite3.Connection, user_id: str) -> int:
@@ -707,23 +737,97 @@ class SQLiteStorage:
     def get_factor(self, user_id: str) -> FactorRecord:
         return self._read(lambda c: self._load_factor(c, user_id))
 
-    def save_pending(self, user_id: str, pending: PendingEnrollment, *, audit: AuditRecord) -> None:
-        def work(conn: sqlite3.Connection) -> None:
-            self._ensure_factor_row(conn, user_id)
-            conn.execute(
-                "UPDATE t2fa_factors SET pending_id = ?, pending_secret = ?, "
-                "pending_created_at = ?, pending_expires_at = ? WHERE user_id = ?",
-                (
-                    pending.pending_id,
-                    pending.secret,
-                    _us(pending.created_at),
-                    _us(pending.expires_at),
-                    user_id,
-                ),
+    def _login_state(
+        self, conn: sqlite3.Connection, user_id: str, *, recovery_codes: bool
+    ) -> LoginState:
+        rows = conn.execute(self._LOGIN_SQL, (user_id,)).fetchall()
+        tenants = tuple(
+            Standing(policy=self._policy(row[14:20]), role=Role(row[20]), actor_role=None)
+            for row in rows
+            if row[14] is not None
+        )
+        digests = None
+        if recovery_codes:
+            digests = tuple(
+                d
+                for (d,) in conn.execute(
+                    "SELECT digest FROM t2fa_recovery_codes "
+                    "WHERE user_id = ? AND used_at IS NULL ORDER BY digest",
+                    (user_id,),
+                )
             )
-            self._insert_audit(conn, audit)
+        return LoginState(
+            factor=self._factor(user_id, rows[0]), tenants=tenants, recovery_digests=digests
+        )
 
-        self._write(work)
+    def load_login(self, user_id: str, *, recovery_codes: bool = False) -> LoginState:
+        if recovery_codes:
+            return self._read(lambda c: self._login_state(c, user_id, recovery_codes=True))
+
+        # One statement is a consistent snapshot by itself: no BEGIN and COMMIT around it.
+        def attempt() -> LoginState:
+            with self._connection() as conn:
+                return self._login_state(conn, user_id, recovery_codes=False)
+
+        return self._retrying(attempt)
+
+    _COMMIT_SET = (
+        "secret = :secret, activated_at = :activated_at, last_step = :last_step, "
+        "pending_id = :pending_id, pending_secret = :pending_secret, "
+        "pending_created_at = :pending_created_at, pending_expires_at = :pending_expires_at, "
+        "epoch = :epoch, failures = :failures, last_failure_at = :last_failure_at, "
+        "recovery_salt = :recovery_salt, identity_floor = :identity_floor, "
+        "recovery_left = :recovery_left, revision = :revision"
+    )
+    _COMMIT_UPDATE = (
+        f"UPDATE t2fa_factors SET {_COMMIT_SET} WHERE user_id = :user_id AND revision = :expected"
+    )
+
+    def commit_factor(self, commit: FactorCommit) -> bool:
+        factor = commit.factor
+        pending = factor.pending
+        params = {
+            "user_id": factor.user_id,
+            "expected": commit.expected_revision,
+            "secret": factor.secret,
+            "activated_at": _us(factor.activated_at),
+            "last_step": factor.last_step,
+            "pending_id": pending.pending_id if pending else None,
+            "pending_secret": pending.secret if pending else None,
+            "pending_created_at": _us(pending.created_at) if pending else None,
+            "pending_expires_at": _us(pending.expires_at) if pending else None,
+            "epoch": factor.epoch,
+            "failures": factor.failures,
+            "last_failure_at": _us(factor.last_failure_at),
+            "recovery_salt": factor.recovery_salt,
+            "identity_floor": _us(factor.identity_floor),
+            "recovery_left": factor.recovery_codes_left,
+            "revision": factor.revision,
+        }
+
+        def work(conn: sqlite3.Connection) -> bool:
+            if commit.expected_revision == 0:
+                # A user's first write (revision 0 stands for no row): make the row to update.
+                self._ensure_factor_row(conn, factor.user_id)
+            if conn.execute(self._COMMIT_UPDATE, params).rowcount != 1:
+                return False
+            if commit.use_recovery_code is not None:
+                used = conn.execute(
+                    "UPDATE t2fa_recovery_codes SET used_at = ? "
+                    "WHERE user_id = ? AND digest = ? AND used_at IS NULL",
+                    (_us(commit.at), factor.user_id, commit.use_recovery_code),
+                )
+                if used.rowcount != 1:
+                    # Decided on this revision, where the code was unused: data was lost.
+                    raise StorageError("the recovery code to use is not stored as unused")
+            if commit.recovery is not None:
+                self._replace_codes(conn, factor.user_id, commit.recovery)
+            for record in commit.audit:
+                self._insert_audit(conn, record)
+            self._queue(conn, commit.notifications)
+            return True
+
+        return self._write(work)
 
     def _replace_codes(
         self, conn: sqlite3.Connection, user_id: str, recovery: RecoveryCodeSet
@@ -733,128 +837,6 @@ class SQLiteStorage:
             "INSERT INTO t2fa_recovery_codes (user_id, digest) VALUES (?, ?)",
             [(user_id, digest) for digest in recovery.digests],
         )
-
-    def activate_pending(
-        self,
-        user_id: str,
-        *,
-        pending_id: str,
-        step: int,
-        now: datetime,
-        recovery: RecoveryCodeSet,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        def work(conn: sqlite3.Connection) -> int | None:
-            cursor = conn.execute(
-                "UPDATE t2fa_factors SET secret = pending_secret, activated_at = ?, "
-                "last_step = ?, pending_id = NULL, pending_secret = NULL, "
-                "pending_created_at = NULL, pending_expires_at = NULL, epoch = epoch + 1, "
-                "failures = 0, last_failure_at = NULL, recovery_salt = ? "
-                "WHERE user_id = ? AND pending_id = ? AND pending_expires_at > ? "
-                "AND last_step < ?",
-                (_us(now), step, recovery.salt, user_id, pending_id, _us(now), step),
-            )
-            if cursor.rowcount != 1:
-                return None
-            self._replace_codes(conn, user_id, recovery)
-            self._record(conn, audit, notifications)
-            return self._epoch(conn, user_id)
-
-        return self._write(work)
-
-    def charge_attempt(self, user_id: str, *, now: datetime, rules: ThrottleRules) -> Charge:
-        def work(conn: sqlite3.Connection) -> Charge:
-            self._ensure_factor_row(conn, user_id)
-            failures, last = conn.execute(
-                "SELECT failures, last_failure_at FROM t2fa_factors WHERE user_id = ?",
-                (user_id,),
-            ).fetchone()
-            allowed = allowance(failures=failures, last_failure_at=_dt(last), now=now, rules=rules)
-            if not allowed.allowed:
-                return Charge(
-                    allowed=False,
-                    failures=failures,
-                    retry_at=allowed.retry_at,
-                    locked_for_good=allowed.locked_for_good,
-                )
-            conn.execute(
-                "UPDATE t2fa_factors SET failures = failures + 1, last_failure_at = ? "
-                "WHERE user_id = ?",
-                (_us(now), user_id),
-            )
-            return Charge(allowed=True, failures=failures + 1)
-
-        return self._write(work)
-
-    def record_code_success(
-        self, user_id: str, *, step: int, expected_epoch: int, now: datetime, audit: AuditRecord
-    ) -> bool:
-        def work(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "UPDATE t2fa_factors SET last_step = ?, failures = 0, last_failure_at = NULL "
-                "WHERE user_id = ? AND secret IS NOT NULL AND epoch = ? AND last_step < ?",
-                (step, user_id, expected_epoch, step),
-            )
-            if cursor.rowcount != 1:
-                return False
-            self._insert_audit(conn, audit)
-            return True
-
-        return self._write(work)
-
-    def consume_recovery_code(
-        self,
-        user_id: str,
-        *,
-        digest: bytes,
-        now: datetime,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        def work(conn: sqlite3.Connection) -> int | None:
-            cursor = conn.execute(
-                "UPDATE t2fa_recovery_codes SET used_at = ? "
-                "WHERE user_id = ? AND digest = ? AND used_at IS NULL",
-                (_us(now), user_id, digest),
-            )
-            if cursor.rowcount != 1:
-                return None
-            conn.execute(
-                "UPDATE t2fa_factors SET failures = 0, last_failure_at = NULL WHERE user_id = ?",
-                (user_id,),
-            )
-            left: int = conn.execute(
-                "SELECT COUNT(*) FROM t2fa_recovery_codes WHERE user_id = ? AND used_at IS NULL",
-                (user_id,),
-            ).fetchone()[0]
-            self._record(conn, audit, [with_codes_left(n, left) for n in notifications])
-            return left
-
-        return self._write(work)
-
-    def replace_recovery_codes(
-        self,
-        user_id: str,
-        *,
-        recovery: RecoveryCodeSet,
-        expected_epoch: int,
-        audit: AuditRecord,
-        notifications: Sequence[Notification] = (),
-    ) -> int | None:
-        def work(conn: sqlite3.Connection) -> int | None:
-            cursor = conn.execute(
-                "UPDATE t2fa_factors SET epoch = epoch + 1, recovery_salt = ? "
-                "WHERE user_id = ? AND secret IS NOT NULL AND epoch = ?",
-                (recovery.salt, user_id, expected_epoch),
-            )
-            if cursor.rowcount != 1:
-                return None
-            self._replace_codes(conn, user_id, recovery)
-            self._record(conn, audit, notifications)
-            return self._epoch(conn, user_id)
-
-        return self._write(work)
 
     def reset_factor(
         self,
@@ -872,6 +854,7 @@ class SQLiteStorage:
                 "UPDATE t2fa_factors SET secret = NULL, activated_at = NULL, pending_id = NULL, "
                 "pending_secret = NULL, pending_created_at = NULL, pending_expires_at = NULL, "
                 "epoch = epoch + 1, failures = 0, last_failure_at = NULL, recovery_salt = NULL, "
+                "recovery_left = 0, revision = revision + 1, "
                 "identity_floor = CASE WHEN identity_floor IS NULL OR identity_floor < :floor "
                 "THEN :floor ELSE identity_floor END "
                 "WHERE user_id = :user_id "
@@ -898,8 +881,8 @@ class SQLiteStorage:
         def work(conn: sqlite3.Connection) -> bool:
             self._check_standings(conn, user_id, actor_id, expected)
             cursor = conn.execute(
-                "UPDATE t2fa_factors SET failures = 0, last_failure_at = NULL "
-                "WHERE user_id = ? AND failures > 0",
+                "UPDATE t2fa_factors SET failures = 0, last_failure_at = NULL, "
+                "revision = revision + 1 WHERE user_id = ? AND failures > 0",
                 (user_id,),
             )
             if cursor.rowcount != 1:
@@ -929,7 +912,8 @@ class SQLiteStorage:
 
         def work(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE t2fa_factors SET secret = ?, pending_secret = ? WHERE user_id = ? "
+                "UPDATE t2fa_factors SET secret = ?, pending_secret = ?, revision = revision + 1 "
+                "WHERE user_id = ? "
                 "AND secret IS ? AND pending_id IS ? AND pending_secret IS ?",
                 (
                     new.secret,

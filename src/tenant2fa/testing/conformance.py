@@ -58,6 +58,7 @@ from typing import TypeVar
 
 import pytest
 
+from tenant2fa import attempts
 from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord, new_audit_record
 from tenant2fa.clock import UTC
 from tenant2fa.enrollment import PendingEnrollment
@@ -66,6 +67,7 @@ from tenant2fa.errors import (
     ConcurrentChange,
     LastOwner,
     NotAMember,
+    StorageError,
     TenantExists,
     UnknownTenant,
 )
@@ -73,7 +75,7 @@ from tenant2fa.notify import Notification, NotificationKind
 from tenant2fa.outbox import OutboxState
 from tenant2fa.policy import Membership, Role, Standing, TenantPolicy
 from tenant2fa.recovery import RecoveryCodeSet
-from tenant2fa.storage.base import Charge, FactorRecord, SealedSecrets, Storage
+from tenant2fa.storage.base import FactorCommit, FactorRecord, SealedSecrets, Storage
 from tenant2fa.throttle import ThrottleRules, allowance
 
 __all__ = ["StorageConformance"]
@@ -164,6 +166,70 @@ def _audit_log(storage: Storage) -> list[AuditRecord]:
     return storage.audit_records(AuditQuery(limit=1000))
 
 
+def _commit(
+    storage: Storage,
+    before: FactorRecord,
+    after: FactorRecord,
+    *,
+    at: datetime = T0,
+    audit: Sequence[AuditRecord] = (),
+    notifications: Sequence[Notification] = (),
+    use_recovery_code: bytes | None = None,
+    recovery: RecoveryCodeSet | None = None,
+) -> bool:
+    """Write ``after``, decided on ``before``, with :meth:`Storage.commit_factor`."""
+    return storage.commit_factor(
+        FactorCommit(
+            factor=after,
+            expected_revision=before.revision,
+            at=at,
+            audit=tuple(audit),
+            notifications=tuple(notifications),
+            use_recovery_code=use_recovery_code,
+            recovery=recovery,
+        )
+    )
+
+
+def _save_pending(
+    storage: Storage, user_id: str, pending: PendingEnrollment, *, at: datetime = T0
+) -> None:
+    factor = storage.get_factor(user_id)
+    audit = _audit(AuditKind.ENROLLMENT_BEGUN, at=at, user_id=user_id)
+    saved = attempts.pending_saved(factor, pending)
+    assert _commit(storage, factor, saved, at=at, audit=[audit])
+
+
+def _activate(
+    storage: Storage,
+    user_id: str,
+    *,
+    step: int,
+    at: datetime = T0,
+    recovery: RecoveryCodeSet | None = None,
+    notifications: Sequence[Notification] = (),
+) -> int | None:
+    """Activate the pending secret as the service does (read, decide, write until written or
+    refused); the new epoch, or ``None`` if refused."""
+    recovery = recovery if recovery is not None else _codes("a", "b", "c")
+    audit = _audit(AuditKind.ENROLLMENT_CONFIRMED, at=at, user_id=user_id)
+    while True:
+        factor = storage.get_factor(user_id)
+        active = attempts.activating(factor, step=step, now=at, recovery=recovery)
+        if active is None:
+            return None
+        if _commit(
+            storage,
+            factor,
+            active,
+            at=at,
+            audit=[audit],
+            notifications=notifications,
+            recovery=recovery,
+        ):
+            return active.epoch
+
+
 def _enroll(
     storage: Storage,
     user_id: str,
@@ -173,36 +239,80 @@ def _enroll(
     recovery: RecoveryCodeSet | None = None,
     secret: bytes = b"\x01active ciphertext\xfe",
 ) -> int:
-    """Give ``user_id`` an active secret (through save_pending + activate_pending); the epoch."""
-    pending = _pending(f"enroll-{user_id}-{step}", secret=secret, created_at=at)
-    storage.save_pending(
-        user_id, pending, audit=_audit(AuditKind.ENROLLMENT_BEGUN, at=at, user_id=user_id)
+    """Give ``user_id`` an active secret (a pending one, then activated); the epoch."""
+    _save_pending(
+        storage, user_id, _pending(f"enroll-{user_id}-{step}", secret=secret, created_at=at), at=at
     )
-    epoch = storage.activate_pending(
-        user_id,
-        pending_id=pending.pending_id,
-        step=step,
-        now=at,
-        recovery=recovery if recovery is not None else _codes("a", "b", "c"),
-        audit=_audit(AuditKind.ENROLLMENT_CONFIRMED, at=at, user_id=user_id),
-    )
-    assert epoch is not None, "activate_pending refused a valid, fresh pending enrollment"
+    epoch = _activate(storage, user_id, step=step, at=at, recovery=recovery)
+    assert epoch is not None, "a valid, fresh pending enrollment was not activated"
     return epoch
+
+
+def _charge(
+    storage: Storage, user_id: str, *, at: datetime = T0, rules: ThrottleRules = _LENIENT
+) -> FactorRecord | None:
+    """One failed attempt as the service makes it: refused (``None``, nothing counted) or
+    counted; read, decide and write again until the write lands."""
+    while True:
+        factor = storage.get_factor(user_id)
+        if attempts.refusal(factor, now=at, rules=rules) is not None:
+            return None
+        failed = attempts.charged(factor, now=at)
+        if _commit(storage, factor, failed, at=at, audit=[_audit(at=at, user_id=user_id)]):
+            return failed
+
+
+def _locked_for_good(storage: Storage, user_id: str, *, at: datetime, rules: ThrottleRules) -> bool:
+    refused = attempts.refusal(storage.get_factor(user_id), now=at, rules=rules)
+    return refused is not None and refused.locked_for_good
 
 
 def _fail(storage: Storage, user_id: str, times: int, *, at: datetime = T0) -> None:
     """Record ``times`` failed attempts for ``user_id``."""
     for _ in range(times):
-        assert storage.charge_attempt(user_id, now=at, rules=_LENIENT).allowed
+        assert _charge(storage, user_id, at=at) is not None
 
 
-def _consume(storage: Storage, user_id: str, label: str, *, at: datetime = T0) -> int | None:
-    return storage.consume_recovery_code(
-        user_id,
-        digest=_digest(label),
-        now=at,
-        audit=_audit(AuditKind.RECOVERY_CODE_USED, at=at, user_id=user_id),
-    )
+def _consume(
+    storage: Storage,
+    user_id: str,
+    label: str,
+    *,
+    at: datetime = T0,
+    notifications: Sequence[Notification] = (),
+) -> int | None:
+    """Use the recovery code ``label`` as the service does; the codes left, or ``None``."""
+    while True:
+        state = storage.load_login(user_id, recovery_codes=True)
+        unused = state.recovery_digests
+        assert unused is not None
+        if _digest(label) not in unused:
+            return None
+        left = len(unused) - 1
+        used = attempts.recovering(state.factor, codes_left=left)
+        audit = _audit(AuditKind.RECOVERY_CODE_USED, at=at, user_id=user_id)
+        if _commit(
+            storage,
+            state.factor,
+            used,
+            at=at,
+            audit=[audit],
+            notifications=notifications,
+            use_recovery_code=_digest(label),
+        ):
+            return left
+
+
+def _accept(storage: Storage, user_id: str, step: int, *, at: datetime = T0) -> bool:
+    """Accept a correct code of time ``step`` as the service does (``False``: a replay)."""
+    while True:
+        factor = storage.get_factor(user_id)
+        accepted = attempts.accepting_code(factor, step=step)
+        if accepted is None:
+            return False
+        audit = _audit(AuditKind.CODE_ACCEPTED, at=at, user_id=user_id)
+        if _commit(storage, factor, accepted, at=at, audit=[audit]):
+            return True
 
 
 def _note(
@@ -977,229 +1087,249 @@ class StorageConformance:
             _set_role(storage, olga, Role.MEMBER, actor=olga)
         assert _owner_ids(storage, "acme") == ["olga"]
 
-    # -- the factor record and pending enrollments ---------------------------------------------
+    # -- the factor record: one read, one decided write ----------------------------------------
 
     def test_get_factor_of_an_unknown_user_is_an_empty_record(self, storage: Storage) -> None:
         assert storage.get_factor("nobody") == FactorRecord(user_id="nobody")
 
-    def test_save_pending_stores_the_pending_enrollment_and_audit(self, storage: Storage) -> None:
-        pending = _pending("p1")
-        audit = _audit(AuditKind.ENROLLMENT_BEGUN, user_id="bob", pending_id="p1")
-        storage.save_pending("bob", pending, audit=audit)
-        assert storage.get_factor("bob") == FactorRecord(user_id="bob", pending=pending)
-        assert _audit_log(storage) == [audit]
-
-    def test_save_pending_replaces_the_pending_enrollment(self, storage: Storage) -> None:
-        storage.save_pending("bob", _pending("p1", secret=b"first"), audit=_audit())
-        second = _pending("p2", secret=b"second", created_at=_at(30))
-        storage.save_pending("bob", second, audit=_audit(at=_at(30)))
-        assert storage.get_factor("bob").pending == second
-        replaced = storage.activate_pending(
-            "bob", pending_id="p1", step=5, now=_at(40), recovery=_codes("x"), audit=_audit()
-        )
-        assert replaced is None
-
-    def test_save_pending_keeps_active_secret_last_step_failures_and_recovery_codes(
+    def test_load_login_of_an_unknown_user_is_an_empty_record_in_no_tenant(
         self, storage: Storage
     ) -> None:
+        _new_tenant(storage, "acme")
+        state = storage.load_login("nobody")
+        assert state.factor == FactorRecord(user_id="nobody")
+        assert state.tenants == ()
+        assert state.recovery_digests is None
+        assert storage.load_login("nobody", recovery_codes=True).recovery_digests == ()
+
+    def test_load_login_holds_the_users_tenants_in_id_order_with_roles_and_policies(
+        self, storage: Storage
+    ) -> None:
+        for tenant_id in ("zeta", "acme", "mid"):
+            _new_tenant(storage, tenant_id)
+        _join(storage, "zeta", "bob", Role.ADMIN)
+        _join(storage, "acme", "bob")
+        _join(storage, "mid", "ann")
+        acme = storage.get_tenant("acme")
+        assert acme is not None
+        switched = dataclasses.replace(
+            acme, two_factor_required=True, activated_at=_at(5), version=1
+        )
+        assert storage.update_tenant_policy(switched, expected_version=0, audit=_audit())
+        state = storage.load_login("bob")
+        assert state.tenants == (
+            Standing(policy=switched, role=Role.MEMBER),
+            Standing(policy=storage.get_tenant("zeta"), role=Role.ADMIN),  # type: ignore[arg-type]
+        )
+        assert state.standing("zeta") == state.tenants[1]
+        assert state.standing("mid") is None
+        assert [s.policy.tenant_id for s in storage.load_login("olga").tenants] == [
+            "acme",
+            "mid",
+            "zeta",
+        ]
+
+    def test_load_login_holds_the_factor_as_get_factor_does_and_the_unused_codes(
+        self, storage: Storage
+    ) -> None:
+        _new_tenant(storage, "acme")
+        _join(storage, "acme", "bob")
+        _enroll(storage, "bob", recovery=_codes("a", "b", "c"))
+        assert _consume(storage, "bob", "b") == 2
+        _fail(storage, "bob", 2, at=_at(7))
+        _save_pending(storage, "bob", _pending("p2", created_at=_at(8)), at=_at(8))
+        state = storage.load_login("bob", recovery_codes=True)
+        assert state.factor == storage.get_factor("bob")
+        assert state.factor.recovery_codes_left == 2
+        assert state.recovery_digests is not None
+        assert state.recovery_digests == tuple(sorted([_digest("a"), _digest("c")]))
+        assert storage.load_login("bob").factor == state.factor
+
+    def test_commit_factor_of_a_new_user_stores_the_record_whole_with_audit_and_notifications(
+        self, storage: Storage
+    ) -> None:
+        empty = storage.get_factor("bob")
+        record = FactorRecord(
+            user_id="bob",
+            secret=b"\x00active\xff",
+            activated_at=_at(1),
+            last_step=2**40,
+            pending=_pending("p1", secret=b"\x00pending\xff", created_at=_at(2)),
+            epoch=3,
+            failures=4,
+            last_failure_at=_at(5),
+            recovery_salt=b"salt-0123456789a",
+            recovery_codes_left=2,
+            identity_floor=_at(6),
+            revision=1,
+        )
+        audits = [
+            _audit(at=_at(7), user_id="bob"),
+            _audit(AuditKind.LOCKED_OUT, at=_at(7), user_id="bob"),
+        ]
+        assert _commit(
+            storage,
+            empty,
+            record,
+            at=_at(7),
+            audit=audits,
+            notifications=[_note("n1")],
+            recovery=_codes("a", "b"),
+        )
+        assert storage.get_factor("bob") == record
+        assert _audit_log(storage) == audits
+        assert _outbox_ids(storage) == ["n1"]
+        unused = storage.load_login("bob", recovery_codes=True).recovery_digests
+        assert unused == tuple(sorted([_digest("a"), _digest("b")]))
+
+    def test_commit_factor_stores_every_field_as_decided_and_moves_the_revision(
+        self, storage: Storage
+    ) -> None:
+        _enroll(storage, "bob", step=1000)
+        before = storage.get_factor("bob")
+        cleared = dataclasses.replace(
+            before,
+            secret=None,
+            activated_at=None,
+            pending=None,
+            recovery_salt=None,
+            recovery_codes_left=0,
+            last_failure_at=None,
+            identity_floor=None,
+            revision=before.revision + 1,
+        )
+        assert _commit(storage, before, cleared)
+        assert storage.get_factor("bob") == cleared
+        again = dataclasses.replace(cleared, failures=9, revision=cleared.revision + 1)
+        assert _commit(storage, cleared, again)
+        assert storage.get_factor("bob") == again
+
+    def test_commit_factor_from_a_stale_revision_returns_false_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        _enroll(storage, "bob", recovery=_codes("a", "b"))
+        current = storage.get_factor("bob")
+        stored = _factor_stored(storage, "bob")
+        for revision in (current.revision - 1, current.revision + 1, 0):
+            seen = dataclasses.replace(current, revision=revision)
+            written = _commit(
+                storage,
+                seen,
+                dataclasses.replace(current, failures=7, revision=revision + 1),
+                audit=[_audit()],
+                notifications=[_note(f"never-{revision}")],
+                recovery=_codes("x"),
+            )
+            assert written is False, revision
+        assert _factor_stored(storage, "bob") == stored
+        assert _consume(storage, "bob", "x") is None
+        assert _consume(storage, "bob", "a") == 1
+
+    def test_commit_factor_of_a_user_without_a_record_from_a_later_revision_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        seen = FactorRecord(user_id="bob", revision=4)
+        assert not _commit(storage, seen, dataclasses.replace(seen, failures=1, revision=5))
+        assert storage.get_factor("bob") == FactorRecord(user_id="bob")
+        assert _audit_log(storage) == []
+
+    def test_commit_factor_marks_exactly_the_used_recovery_code_used(
+        self, storage: Storage
+    ) -> None:
+        _enroll(storage, "bob", recovery=_codes("a", "b", "c"))
+        _fail(storage, "bob", 3)
+        before = storage.get_factor("bob")
+        assert _consume(storage, "bob", "b", at=_at(5)) == 2
+        after = storage.get_factor("bob")
+        assert after == dataclasses.replace(
+            before,
+            failures=0,
+            last_failure_at=None,
+            recovery_codes_left=2,
+            revision=before.revision + 1,
+        )
+        assert _audit_log(storage)[-1].kind is AuditKind.RECOVERY_CODE_USED
+        assert [_consume(storage, "bob", label) for label in ("b", "c", "a", "c")] == [
+            None,
+            1,
+            0,
+            None,
+        ]
+
+    def test_commit_factor_that_uses_a_code_not_stored_as_unused_fails_and_changes_nothing(
+        self, storage: Storage
+    ) -> None:
+        _enroll(storage, "bob", recovery=_codes("a", "b"))
+        assert _consume(storage, "bob", "a") == 1
+        before = storage.get_factor("bob")
+        stored = _factor_stored(storage, "bob")
+        for label in ("a", "never-issued"):
+            with pytest.raises(StorageError):
+                _commit(
+                    storage,
+                    before,
+                    attempts.recovering(before, codes_left=0),
+                    audit=[_audit()],
+                    notifications=[_note("never")],
+                    use_recovery_code=_digest(label),
+                )
+        assert _factor_stored(storage, "bob") == stored
+
+    def test_commit_factor_with_recovery_codes_replaces_all_of_them(self, storage: Storage) -> None:
         _enroll(storage, "bob", step=1000, recovery=_codes("a", "b", "c"))
         assert _consume(storage, "bob", "a") == 2
-        _fail(storage, "bob", 2, at=_at(5))
         before = storage.get_factor("bob")
-        pending = _pending("replacement", secret=b"new ciphertext", created_at=_at(10))
-        storage.save_pending("bob", pending, audit=_audit(at=_at(10)))
-        assert storage.get_factor("bob") == dataclasses.replace(before, pending=pending)
-        assert _consume(storage, "bob", "a") is None
-        assert _consume(storage, "bob", "b") == 1
-
-    # -- activate_pending ----------------------------------------------------------------------
-
-    def test_activate_pending_makes_the_pending_secret_active(self, storage: Storage) -> None:
-        pending = _pending("p1", secret=b"pending secret")
-        storage.save_pending("bob", pending, audit=_audit())
-        before = storage.get_factor("bob")
-        recovery = _codes("x", "y", salt=b"fresh salt")
-        audit = _audit(AuditKind.ENROLLMENT_CONFIRMED, at=_at(30), user_id="bob")
-        epoch = storage.activate_pending(
-            "bob", pending_id="p1", step=5000, now=_at(30), recovery=recovery, audit=audit
+        fresh = _codes("w", "x", "y", "z", salt=b"second salt")
+        replaced = attempts.codes_replaced(before, fresh)
+        assert _commit(storage, before, replaced, recovery=fresh)
+        assert storage.get_factor("bob") == dataclasses.replace(
+            before,
+            epoch=before.epoch + 1,
+            recovery_salt=b"second salt",
+            recovery_codes_left=4,
+            revision=before.revision + 1,
         )
-        assert epoch == before.epoch + 1
+        assert _consume(storage, "bob", "b") is None
+        assert _consume(storage, "bob", "x") == 3
+
+    def test_every_other_write_of_the_factor_moves_its_revision(self, storage: Storage) -> None:
+        _enroll(storage, "bob", secret=b"old")
+        seen = storage.get_factor("bob")
+        sealed = storage.sealed_secrets(after_user_id=None, limit=10)[0]
+        assert storage.rewrap_secrets(sealed, dataclasses.replace(sealed, secret=b"new"))
+        _fail(storage, "bob", 1)
+        assert storage.unlock_factor("bob", audit=_audit())
+        assert storage.reset_factor("bob", floor=T0, audit=_audit())
+        # rewrap, one failure, unlock, reset: four writes, four revisions.
+        assert storage.get_factor("bob").revision == seen.revision + 4
+        # A decision made before any of them is refused.
+        assert not _commit(storage, seen, attempts.charged(seen, now=T0))
+        assert storage.get_factor("bob").revision == seen.revision + 4
+
+    # -- attempts decided on snapshots ----------------------------------------------------------
+
+    def test_pending_enrollments_are_saved_replaced_and_activated_once(
+        self, storage: Storage
+    ) -> None:
+        _save_pending(storage, "bob", _pending("p1", secret=b"first"))
+        second = _pending("p2", secret=b"second", created_at=_at(30))
+        _save_pending(storage, "bob", second, at=_at(30))
+        assert storage.get_factor("bob").pending == second
+        epoch = _activate(storage, "bob", step=5000, at=_at(40), recovery=_codes("x", "y"))
+        assert epoch == 1
         after = storage.get_factor("bob")
-        assert after.secret == b"pending secret"
-        assert after.pending is None
-        assert after.activated_at == _at(30)
-        assert after.last_step == 5000
-        assert after.epoch == epoch
-        assert after.recovery_salt == b"fresh salt"
+        assert (after.secret, after.pending, after.activated_at, after.last_step) == (
+            b"second",
+            None,
+            _at(40),
+            5000,
+        )
         assert after.recovery_codes_left == 2
-        assert _audit_log(storage)[-1] == audit
+        assert _activate(storage, "bob", step=5001, at=_at(41)) is None
 
-    def test_activate_pending_clears_failures(self, storage: Storage) -> None:
-        storage.save_pending("bob", _pending("p1"), audit=_audit())
-        _fail(storage, "bob", 7)
-        assert storage.activate_pending(
-            "bob", pending_id="p1", step=10, now=_at(1), recovery=_codes("x"), audit=_audit()
-        )
-        assert storage.get_factor("bob").failures == 0
-        strict = ThrottleRules(free_failures=1, max_failures=1)
-        assert storage.charge_attempt("bob", now=_at(1), rules=strict).allowed
-
-    def test_activate_pending_replaces_the_active_secret_and_recovery_codes(
+    def test_failed_attempts_follow_the_throttle_through_the_stored_counter(
         self, storage: Storage
     ) -> None:
-        first = _enroll(storage, "bob", step=1000, recovery=_codes("a", "b"), secret=b"old")
-        storage.save_pending(
-            "bob", _pending("p2", secret=b"new", created_at=_at(60)), audit=_audit()
-        )
-        epoch = storage.activate_pending(
-            "bob",
-            pending_id="p2",
-            step=1002,
-            now=_at(60),
-            recovery=_codes("x", "y", "z", salt=b"new salt"),
-            audit=_audit(at=_at(60)),
-        )
-        assert epoch == first + 1
-        after = storage.get_factor("bob")
-        assert (after.secret, after.recovery_salt, after.recovery_codes_left) == (
-            b"new",
-            b"new salt",
-            3,
-        )
-        assert _consume(storage, "bob", "a") is None
-        assert _consume(storage, "bob", "x") == 2
-
-    def test_activate_pending_with_another_pending_id_returns_none_and_changes_nothing(
-        self, storage: Storage
-    ) -> None:
-        storage.save_pending("bob", _pending("p1"), audit=_audit())
-        _fail(storage, "bob", 2)
-        before, log = storage.get_factor("bob"), _audit_log(storage)
-        epoch = storage.activate_pending(
-            "bob", pending_id="p0", step=10, now=_at(1), recovery=_codes("x"), audit=_audit()
-        )
-        assert epoch is None
-        assert storage.get_factor("bob") == before
-        assert _audit_log(storage) == log
-
-    def test_activate_pending_without_a_pending_enrollment_returns_none_and_changes_nothing(
-        self, storage: Storage
-    ) -> None:
-        _enroll(storage, "bob", step=1000)
-        before, log = storage.get_factor("bob"), _audit_log(storage)
-        for pending_id in ("enroll-bob-1000", "p1"):
-            epoch = storage.activate_pending(
-                "bob",
-                pending_id=pending_id,
-                step=2000,
-                now=_at(1),
-                recovery=_codes("x"),
-                audit=_audit(),
-            )
-            assert epoch is None
-        assert storage.get_factor("bob") == before
-        assert _audit_log(storage) == log
-        assert (
-            storage.activate_pending(
-                "ann", pending_id="p1", step=1, now=T0, recovery=_codes("x"), audit=_audit()
-            )
-            is None
-        )
-        assert storage.get_factor("ann") == FactorRecord(user_id="ann")
-
-    def test_activate_pending_at_or_after_expiry_returns_none_and_changes_nothing(
-        self, storage: Storage
-    ) -> None:
-        pending = _pending("p1", ttl=timedelta(minutes=10))
-        storage.save_pending("bob", pending, audit=_audit())
-        before, log = storage.get_factor("bob"), _audit_log(storage)
-        for now in (pending.expires_at, pending.expires_at + timedelta(days=1)):
-            epoch = storage.activate_pending(
-                "bob", pending_id="p1", step=10, now=now, recovery=_codes("x"), audit=_audit()
-            )
-            assert epoch is None
-        assert storage.get_factor("bob") == before
-        assert _audit_log(storage) == log
-
-    def test_activate_pending_just_before_expiry_succeeds(self, storage: Storage) -> None:
-        pending = _pending("p1", ttl=timedelta(minutes=10))
-        storage.save_pending("bob", pending, audit=_audit())
-        now = pending.expires_at - timedelta(seconds=1)
-        epoch = storage.activate_pending(
-            "bob", pending_id="p1", step=10, now=now, recovery=_codes("x"), audit=_audit()
-        )
-        assert epoch is not None
-
-    def test_activate_pending_with_a_step_not_after_last_step_returns_none_and_changes_nothing(
-        self, storage: Storage
-    ) -> None:
-        _enroll(storage, "bob", step=1000)
-        storage.save_pending("bob", _pending("p2", created_at=_at(30)), audit=_audit())
-        _fail(storage, "bob", 1, at=_at(30))
-        before, log = storage.get_factor("bob"), _audit_log(storage)
-        for step in (1000, 999):
-            epoch = storage.activate_pending(
-                "bob", pending_id="p2", step=step, now=_at(31), recovery=_codes("x"), audit=_audit()
-            )
-            assert epoch is None
-        assert storage.get_factor("bob") == before
-        assert _audit_log(storage) == log
-        # The same pending enrollment with a newer step still works: the refusals were about the step.
-        assert storage.activate_pending(
-            "bob", pending_id="p2", step=1001, now=_at(31), recovery=_codes("x"), audit=_audit()
-        )
-
-    # -- charge_attempt ------------------------------------------------------------------------
-
-    def test_charge_attempt_counts_an_allowed_attempt(self, storage: Storage) -> None:
-        charge = storage.charge_attempt("bob", now=_at(3), rules=ThrottleRules())
-        assert charge == Charge(allowed=True, failures=1)
-        factor = storage.get_factor("bob")
-        assert (factor.failures, factor.last_failure_at) == (1, _at(3))
-
-    def test_charge_attempt_allows_the_free_failures_without_waiting(
-        self, storage: Storage
-    ) -> None:
-        rules = ThrottleRules(free_failures=3)
-        charges = [storage.charge_attempt("bob", now=T0, rules=rules) for _ in range(3)]
-        assert charges == [Charge(allowed=True, failures=n) for n in (1, 2, 3)]
-
-    def test_charge_attempt_refuses_while_waiting_and_counts_nothing(
-        self, storage: Storage
-    ) -> None:
-        rules = ThrottleRules(free_failures=3, base_delay=timedelta(seconds=30))
-        for _ in range(3):
-            storage.charge_attempt("bob", now=T0, rules=rules)
-        for now in (T0, _at(29)):
-            charge = storage.charge_attempt("bob", now=now, rules=rules)
-            assert charge == Charge(allowed=False, failures=3, retry_at=_at(30))
-        factor = storage.get_factor("bob")
-        assert (factor.failures, factor.last_failure_at) == (3, T0)
-
-    def test_charge_attempt_allows_again_once_the_delay_has_passed(self, storage: Storage) -> None:
-        rules = ThrottleRules(free_failures=3, base_delay=timedelta(seconds=30))
-        for _ in range(3):
-            storage.charge_attempt("bob", now=T0, rules=rules)
-        assert storage.charge_attempt("bob", now=_at(30), rules=rules) == Charge(
-            allowed=True, failures=4
-        )
-        refused = storage.charge_attempt("bob", now=_at(89), rules=rules)
-        assert refused == Charge(allowed=False, failures=4, retry_at=_at(90))
-
-    def test_charge_attempt_refuses_for_good_at_max_failures_and_counts_nothing(
-        self, storage: Storage
-    ) -> None:
-        second = timedelta(seconds=1)
-        rules = ThrottleRules(free_failures=2, max_failures=3, base_delay=second, max_delay=second)
-        for now in (T0, T0, _at(1)):
-            assert storage.charge_attempt("bob", now=now, rules=rules).allowed
-        for now in (_at(2), _at(10**6)):
-            charge = storage.charge_attempt("bob", now=now, rules=rules)
-            assert charge == Charge(allowed=False, failures=3, retry_at=None, locked_for_good=True)
-        factor = storage.get_factor("bob")
-        assert (factor.failures, factor.last_failure_at) == (3, _at(1))
-
-    def test_charge_attempt_follows_throttle_allowance(self, storage: Storage) -> None:
         rules = ThrottleRules(
             free_failures=2,
             base_delay=timedelta(seconds=10),
@@ -1208,209 +1338,31 @@ class StorageConformance:
         )
         schedule = [0, 0, 0, 5, 10, 29, 30, 69, 70, 100, 110, 149, 150, 151, 10**5]
         failures, last_failure_at = 0, None
-        refused_waiting = refused_for_good = 0
+        refused = 0
         for offset in schedule:
             now = _at(offset)
             expected = allowance(
                 failures=failures, last_failure_at=last_failure_at, now=now, rules=rules
             )
-            charge = storage.charge_attempt("bob", now=now, rules=rules)
+            counted = _charge(storage, "bob", at=now, rules=rules)
+            assert (counted is not None) == expected.allowed, f"at +{offset}s"
             if expected.allowed:
                 failures, last_failure_at = failures + 1, now
-            if expected.locked_for_good:
-                refused_for_good += 1
-            elif not expected.allowed:
-                refused_waiting += 1
-            assert charge == Charge(
-                allowed=expected.allowed,
-                failures=failures,
-                retry_at=expected.retry_at,
-                locked_for_good=expected.locked_for_good,
-            ), f"at +{offset}s"
+            else:
+                refused += 1
             factor = storage.get_factor("bob")
             assert (factor.failures, factor.last_failure_at) == (failures, last_failure_at)
-        assert refused_waiting > 0
-        assert refused_for_good > 0
+        assert refused > 0
+        assert storage.get_factor("ann").failures == 0
 
-    def test_charge_attempt_counts_each_user_separately(self, storage: Storage) -> None:
-        rules = ThrottleRules(free_failures=3)
-        for _ in range(4):
-            storage.charge_attempt("ann", now=T0, rules=rules)
-        assert storage.charge_attempt("ben", now=T0, rules=rules) == Charge(
-            allowed=True, failures=1
-        )
-        assert storage.get_factor("ann").failures == 3
-
-    # -- record_code_success -------------------------------------------------------------------
-
-    def test_record_code_success_accepts_a_newer_step_and_clears_failures(
-        self, storage: Storage
-    ) -> None:
-        epoch = _enroll(storage, "bob", step=1000)
+    def test_a_time_step_is_accepted_once_and_never_again_or_older(self, storage: Storage) -> None:
+        _enroll(storage, "bob", step=1000)
         _fail(storage, "bob", 3, at=_at(20))
-        before = storage.get_factor("bob")
-        audit = _audit(AuditKind.CODE_ACCEPTED, at=_at(30), tenant_id="acme", user_id="bob")
-        accepted = storage.record_code_success(
-            "bob", step=1001, expected_epoch=epoch, now=_at(30), audit=audit
-        )
-        assert accepted is True
-        after = storage.get_factor("bob")
-        assert dataclasses.replace(after, last_failure_at=None) == dataclasses.replace(
-            before, last_step=1001, failures=0, last_failure_at=None
-        )
-        assert _audit_log(storage)[-1] == audit
-
-    def test_record_code_success_of_a_used_or_older_step_returns_false_and_changes_nothing(
-        self, storage: Storage
-    ) -> None:
-        epoch = _enroll(storage, "bob", step=1000)
-        assert storage.record_code_success(
-            "bob", step=1003, expected_epoch=epoch, now=_at(1), audit=_audit()
-        )
-        _fail(storage, "bob", 2, at=_at(2))
-        before, log = storage.get_factor("bob"), _audit_log(storage)
-        for step in (1003, 1002, 1000, -1):
-            accepted = storage.record_code_success(
-                "bob", step=step, expected_epoch=epoch, now=_at(3), audit=_audit()
-            )
-            assert accepted is False, step
-        assert storage.get_factor("bob") == before
-        assert _audit_log(storage) == log
-
-    def test_record_code_success_with_another_epoch_returns_false_and_changes_nothing(
-        self, storage: Storage
-    ) -> None:
-        epoch = _enroll(storage, "bob", step=1000)
-        _fail(storage, "bob", 2)
-        before, log = storage.get_factor("bob"), _audit_log(storage)
-        for other in (epoch - 1, epoch + 1):
-            accepted = storage.record_code_success(
-                "bob", step=1001, expected_epoch=other, now=_at(1), audit=_audit()
-            )
-            assert accepted is False
-        assert storage.get_factor("bob") == before
-        assert _audit_log(storage) == log
-
-    def test_record_code_success_without_an_active_secret_returns_false_and_changes_nothing(
-        self, storage: Storage
-    ) -> None:
-        storage.save_pending("bob", _pending("p1"), audit=_audit())
-        _fail(storage, "bob", 2)
-        before, log = storage.get_factor("bob"), _audit_log(storage)
-        accepted = storage.record_code_success(
-            "bob", step=10, expected_epoch=before.epoch, now=_at(1), audit=_audit()
-        )
-        assert accepted is False
-        assert storage.get_factor("bob") == before
-        assert _audit_log(storage) == log
-        nobody = storage.record_code_success(
-            "nobody", step=10, expected_epoch=0, now=_at(1), audit=_audit()
-        )
-        assert nobody is False
-        assert storage.get_factor("nobody") == FactorRecord(user_id="nobody")
-
-    # -- recovery codes ------------------------------------------------------------------------
-
-    def test_consume_recovery_code_marks_it_used_clears_failures_and_returns_codes_left(
-        self, storage: Storage
-    ) -> None:
-        _enroll(storage, "bob", recovery=_codes("a", "b", "c"))
-        _fail(storage, "bob", 3)
-        before = storage.get_factor("bob")
-        audit = _audit(AuditKind.RECOVERY_CODE_USED, at=_at(5), user_id="bob")
-        left = storage.consume_recovery_code("bob", digest=_digest("b"), now=_at(5), audit=audit)
-        assert left == 2
-        after = storage.get_factor("bob")
-        assert dataclasses.replace(after, last_failure_at=None) == dataclasses.replace(
-            before, failures=0, last_failure_at=None, recovery_codes_left=2
-        )
-        assert _audit_log(storage)[-1] == audit
-
-    def test_consume_recovery_code_twice_fails_the_second_time_and_changes_nothing(
-        self, storage: Storage
-    ) -> None:
-        _enroll(storage, "bob", recovery=_codes("a", "b", "c"))
-        assert _consume(storage, "bob", "a") == 2
-        _fail(storage, "bob", 2)
-        before, log = storage.get_factor("bob"), _audit_log(storage)
-        assert _consume(storage, "bob", "a") is None
-        assert storage.get_factor("bob") == before
-        assert _audit_log(storage) == log
-
-    def test_consume_recovery_code_counts_down_each_code_once(self, storage: Storage) -> None:
-        _enroll(storage, "bob", recovery=_codes("a", "b", "c"))
-        assert [_consume(storage, "bob", label) for label in ("c", "a", "b")] == [2, 1, 0]
-        assert storage.get_factor("bob").recovery_codes_left == 0
-        assert [_consume(storage, "bob", label) for label in ("a", "b", "c")] == [None] * 3
-
-    def test_consume_unknown_recovery_code_returns_none_and_changes_nothing(
-        self, storage: Storage
-    ) -> None:
-        _enroll(storage, "bob", recovery=_codes("a", "b"))
-        _fail(storage, "bob", 2)
-        before, log = storage.get_factor("bob"), _audit_log(storage)
-        assert _consume(storage, "bob", "z") is None
-        assert storage.get_factor("bob") == before
-        assert _audit_log(storage) == log
-
-    def test_consume_recovery_code_of_a_user_without_codes_returns_none(
-        self, storage: Storage
-    ) -> None:
-        storage.save_pending("bob", _pending("p1"), audit=_audit())
-        before = storage.get_factor("bob")
-        assert _consume(storage, "bob", "a") is None
-        assert _consume(storage, "nobody", "a") is None
-        assert storage.get_factor("bob") == before
-        assert storage.get_factor("nobody") == FactorRecord(user_id="nobody")
-
-    def test_replace_recovery_codes_swaps_the_set_and_bumps_the_epoch(
-        self, storage: Storage
-    ) -> None:
-        epoch = _enroll(storage, "bob", step=1000, recovery=_codes("a", "b", "c"))
-        assert _consume(storage, "bob", "a") == 2
-        before = storage.get_factor("bob")
-        audit = _audit(AuditKind.RECOVERY_CODES_REGENERATED, at=_at(9), user_id="bob")
-        new_epoch = storage.replace_recovery_codes(
-            "bob",
-            recovery=_codes("w", "x", "y", "z", salt=b"second salt"),
-            expected_epoch=epoch,
-            audit=audit,
-        )
-        assert new_epoch == epoch + 1
-        assert storage.get_factor("bob") == dataclasses.replace(
-            before, epoch=epoch + 1, recovery_salt=b"second salt", recovery_codes_left=4
-        )
-        assert _audit_log(storage)[-1] == audit
-        assert _consume(storage, "bob", "b") is None
-        assert _consume(storage, "bob", "x") == 3
-
-    def test_replace_recovery_codes_with_a_stale_epoch_returns_none_and_changes_nothing(
-        self, storage: Storage
-    ) -> None:
-        epoch = _enroll(storage, "bob", recovery=_codes("a", "b"))
-        before, log = storage.get_factor("bob"), _audit_log(storage)
-        for other in (epoch - 1, epoch + 1):
-            replaced = storage.replace_recovery_codes(
-                "bob", recovery=_codes("x"), expected_epoch=other, audit=_audit()
-            )
-            assert replaced is None
-        assert storage.get_factor("bob") == before
-        assert _audit_log(storage) == log
-        assert _consume(storage, "bob", "x") is None
-        assert _consume(storage, "bob", "a") == 1
-
-    def test_replace_recovery_codes_of_a_user_not_enrolled_returns_none_and_changes_nothing(
-        self, storage: Storage
-    ) -> None:
-        storage.save_pending("bob", _pending("p1"), audit=_audit())
-        before, log = storage.get_factor("bob"), _audit_log(storage)
-        replaced = storage.replace_recovery_codes(
-            "bob", recovery=_codes("x"), expected_epoch=before.epoch, audit=_audit()
-        )
-        assert replaced is None
-        assert storage.get_factor("bob") == before
-        assert _audit_log(storage) == log
-        assert _consume(storage, "bob", "x") is None
+        assert _accept(storage, "bob", 1003, at=_at(30))
+        factor = storage.get_factor("bob")
+        assert (factor.last_step, factor.failures, factor.last_failure_at) == (1003, 0, None)
+        assert [_accept(storage, "bob", s) for s in (1003, 1002, 1000, -1)] == [False] * 4
+        assert _accept(storage, "bob", 1004)
 
     # -- reset_factor --------------------------------------------------------------------------
 
@@ -1418,7 +1370,7 @@ class StorageConformance:
         self, storage: Storage
     ) -> None:
         epoch = _enroll(storage, "bob", step=1000, recovery=_codes("a", "b"))
-        storage.save_pending("bob", _pending("p2", created_at=_at(5)), audit=_audit())
+        _save_pending(storage, "bob", _pending("p2", created_at=_at(5)))
         _fail(storage, "bob", 4, at=_at(6))
         audit = _audit(AuditKind.TWO_FACTOR_RESET, at=_at(7), tenant_id="acme", user_id="bob")
         new_epoch = storage.reset_factor("bob", floor=T0, audit=audit)
@@ -1435,24 +1387,19 @@ class StorageConformance:
         assert _consume(storage, "bob", "b") is None
 
     def test_reset_factor_of_a_pending_enrollment_removes_it(self, storage: Storage) -> None:
-        storage.save_pending("bob", _pending("p1"), audit=_audit())
+        _save_pending(storage, "bob", _pending("p1"))
         before = storage.get_factor("bob")
         assert storage.reset_factor("bob", floor=T0, audit=_audit()) == before.epoch + 1
         after = storage.get_factor("bob")
         assert (after.pending, after.secret, after.epoch) == (None, None, before.epoch + 1)
-        assert (
-            storage.activate_pending(
-                "bob", pending_id="p1", step=10, now=_at(1), recovery=_codes("x"), audit=_audit()
-            )
-            is None
-        )
+        assert _activate(storage, "bob", step=10, at=_at(1), recovery=_codes("x")) is None
 
     def test_reset_factor_of_an_expired_pending_enrollment_removes_it(
         self, storage: Storage
     ) -> None:
         # Expired by any clock, the backend's own included.
         long_ago = datetime(2000, 1, 1, tzinfo=UTC)
-        storage.save_pending("bob", _pending("p1", created_at=long_ago), audit=_audit())
+        _save_pending(storage, "bob", _pending("p1", created_at=long_ago))
         before = storage.get_factor("bob")
         assert storage.reset_factor("bob", floor=T0, audit=_audit()) == before.epoch + 1
         assert storage.get_factor("bob").pending is None
@@ -1461,14 +1408,14 @@ class StorageConformance:
         second = timedelta(seconds=1)
         rules = ThrottleRules(free_failures=1, max_failures=2, base_delay=second, max_delay=second)
         for now in (T0, _at(1)):
-            assert storage.charge_attempt("bob", now=now, rules=rules).allowed
-        assert storage.charge_attempt("bob", now=_at(9), rules=rules).locked_for_good
+            assert _charge(storage, "bob", at=now, rules=rules) is not None
+        assert _locked_for_good(storage, "bob", at=_at(9), rules=rules)
         before = storage.get_factor("bob")
         audit = _audit(AuditKind.TWO_FACTOR_RESET, at=_at(10), user_id="bob")
         assert storage.reset_factor("bob", floor=T0, audit=audit) == before.epoch + 1
         after = storage.get_factor("bob")
         assert (after.failures, after.epoch) == (0, before.epoch + 1)
-        assert storage.charge_attempt("bob", now=_at(10), rules=rules).allowed
+        assert _charge(storage, "bob", at=_at(10), rules=rules) is not None
         assert audit in _audit_log(storage)
 
     def test_reset_factor_with_nothing_to_reset_returns_none_and_changes_nothing(
@@ -1486,17 +1433,10 @@ class StorageConformance:
     def test_reset_factor_keeps_used_time_steps_closed(self, storage: Storage) -> None:
         _enroll(storage, "bob", step=1000)
         assert storage.reset_factor("bob", floor=T0, audit=_audit())
-        storage.save_pending("bob", _pending("again", created_at=_at(60)), audit=_audit())
+        _save_pending(storage, "bob", _pending("again", created_at=_at(60)))
         recovery = _codes("x")
-        assert (
-            storage.activate_pending(
-                "bob", pending_id="again", step=1000, now=_at(60), recovery=recovery, audit=_audit()
-            )
-            is None
-        )
-        assert storage.activate_pending(
-            "bob", pending_id="again", step=1001, now=_at(60), recovery=recovery, audit=_audit()
-        )
+        assert _activate(storage, "bob", step=1000, at=_at(60), recovery=recovery) is None
+        assert _activate(storage, "bob", step=1001, at=_at(60), recovery=recovery)
 
     def test_reset_factor_sets_the_identity_floor(self, storage: Storage) -> None:
         _enroll(storage, "bob")
@@ -1524,30 +1464,21 @@ class StorageConformance:
         def kept(after: str) -> None:
             assert storage.get_factor("bob").identity_floor == _at(60), f"after {after}"
 
-        storage.save_pending("bob", _pending("p1", created_at=_at(61)), audit=_audit())
+        _save_pending(storage, "bob", _pending("p1", created_at=_at(61)))
         kept("save_pending")
         _fail(storage, "bob", 1, at=_at(61))
-        kept("charge_attempt")
-        epoch = storage.activate_pending(
-            "bob",
-            pending_id="p1",
-            step=2000,
-            now=_at(62),
-            recovery=_codes("a", "b"),
-            audit=_audit(),
-        )
+        kept("a failed attempt")
+        epoch = _activate(storage, "bob", step=2000, at=_at(62), recovery=_codes("a", "b"))
         assert epoch is not None
-        kept("activate_pending")
-        assert storage.record_code_success(
-            "bob", step=2001, expected_epoch=epoch, now=_at(63), audit=_audit()
-        )
-        kept("record_code_success")
+        kept("activation")
+        assert _accept(storage, "bob", 2001, at=_at(63))
+        kept("an accepted code")
         assert _consume(storage, "bob", "a", at=_at(64)) == 1
-        kept("consume_recovery_code")
-        assert storage.replace_recovery_codes(
-            "bob", recovery=_codes("x"), expected_epoch=epoch, audit=_audit()
-        )
-        kept("replace_recovery_codes")
+        kept("a used recovery code")
+        before = storage.get_factor("bob")
+        fresh = _codes("x")
+        assert _commit(storage, before, attempts.codes_replaced(before, fresh), recovery=fresh)
+        kept("new recovery codes")
         _fail(storage, "bob", 1, at=_at(65))
         assert storage.unlock_factor("bob", audit=_audit())
         kept("unlock_factor")
@@ -1609,26 +1540,26 @@ class StorageConformance:
     ) -> None:
         epoch = _enroll(storage, "bob", step=1000, recovery=_codes("a", "b", "c"))
         assert _consume(storage, "bob", "a") == 2
-        storage.save_pending("bob", _pending("p2", created_at=_at(5)), audit=_audit())
+        _save_pending(storage, "bob", _pending("p2", created_at=_at(5)))
         second = timedelta(seconds=1)
         rules = ThrottleRules(free_failures=1, max_failures=2, base_delay=second, max_delay=second)
         for now in (_at(6), _at(7)):
-            assert storage.charge_attempt("bob", now=now, rules=rules).allowed
-        assert storage.charge_attempt("bob", now=_at(9), rules=rules).locked_for_good
+            assert _charge(storage, "bob", at=now, rules=rules) is not None
+        assert _locked_for_good(storage, "bob", at=_at(9), rules=rules)
         before = storage.get_factor("bob")
         audit = _audit(AuditKind.TWO_FACTOR_UNLOCKED, at=_at(10), tenant_id="acme", user_id="bob")
         note = _note("unlocked", kind=NotificationKind.TWO_FACTOR_UNLOCKED)
         assert storage.unlock_factor("bob", audit=audit, notifications=[note]) is True
         after = storage.get_factor("bob")
-        assert after == dataclasses.replace(before, failures=0, last_failure_at=None)
+        assert after == dataclasses.replace(
+            before, failures=0, last_failure_at=None, revision=before.revision + 1
+        )
         assert after.epoch == epoch
         assert _audit_log(storage)[-1] == audit
         assert _outbox(storage) == [note]
-        assert storage.charge_attempt("bob", now=_at(10), rules=rules).allowed
+        assert _charge(storage, "bob", at=_at(10), rules=rules) is not None
         assert _consume(storage, "bob", "b") == 1
-        assert storage.record_code_success(
-            "bob", step=1001, expected_epoch=epoch, now=_at(10), audit=_audit()
-        )
+        assert _accept(storage, "bob", 1001, at=_at(10))
 
     def test_unlock_factor_with_no_failure_counted_returns_false_and_stores_nothing(
         self, storage: Storage
@@ -1823,30 +1754,22 @@ class StorageConformance:
 
     def test_time_steps_beyond_32_bits_are_stored_exactly(self, storage: Storage) -> None:
         step = 2**33 + 7
-        epoch = _enroll(storage, "bob", step=step)
+        _enroll(storage, "bob", step=step)
         assert storage.get_factor("bob").last_step == step
         # 2**32 + 8 would wrap around to a newer-looking step if the column were 32 bits wide.
         for older in (7, 8, 2**32 + 8, step):
-            assert not storage.record_code_success(
-                "bob", step=older, expected_epoch=epoch, now=T0, audit=_audit()
-            )
-        assert storage.record_code_success(
-            "bob", step=step + 1, expected_epoch=epoch, now=T0, audit=_audit()
-        )
+            assert not _accept(storage, "bob", older, at=T0)
+        assert _accept(storage, "bob", step + 1, at=T0)
         assert storage.get_factor("bob").last_step == step + 1
 
     def test_time_steps_up_to_the_signed_64_bit_limit_are_stored_exactly(
         self, storage: Storage
     ) -> None:
         largest = 2**63 - 1
-        epoch = _enroll(storage, "bob", step=largest - 1)
-        assert storage.record_code_success(
-            "bob", step=largest, expected_epoch=epoch, now=T0, audit=_audit()
-        )
+        _enroll(storage, "bob", step=largest - 1)
+        assert _accept(storage, "bob", largest, at=T0)
         assert storage.get_factor("bob").last_step == largest
-        assert not storage.record_code_success(
-            "bob", step=largest, expected_epoch=epoch, now=T0, audit=_audit()
-        )
+        assert not _accept(storage, "bob", largest, at=T0)
 
     def test_times_come_back_equal_and_aware_utc(self, storage: Storage) -> None:
         policy = dataclasses.replace(
@@ -1855,13 +1778,11 @@ class StorageConformance:
         switched = _audit(AuditKind.TWO_FACTOR_SWITCHED, at=_at(1), tenant_id="acme")
         assert storage.update_tenant_policy(policy, expected_version=0, audit=switched)
         pending = _pending("p1", created_at=_at(2), ttl=timedelta(minutes=7))
-        storage.save_pending("bob", pending, audit=_audit(at=_at(2)))
-        storage.charge_attempt("bob", now=_at(3), rules=_LENIENT)
-        assert storage.activate_pending(
-            "bob", pending_id="p1", step=10, now=_at(4), recovery=_codes("x"), audit=_audit()
-        )
-        storage.save_pending("bob", _pending("p2", created_at=_at(5)), audit=_audit())
-        storage.charge_attempt("bob", now=_at(6), rules=_LENIENT)
+        _save_pending(storage, "bob", pending, at=_at(2))
+        _charge(storage, "bob", at=_at(3), rules=_LENIENT)
+        assert _activate(storage, "bob", step=10, at=_at(4), recovery=_codes("x"))
+        _save_pending(storage, "bob", _pending("p2", created_at=_at(5)))
+        _charge(storage, "bob", at=_at(6), rules=_LENIENT)
         factor = storage.get_factor("bob")
         stored_policy = storage.get_tenant("acme")
         assert stored_policy is not None
@@ -1922,24 +1843,17 @@ class StorageConformance:
         kinds = frozenset({AuditKind.TWO_FACTOR_SWITCHED})
         assert len(storage.audit_records(AuditQuery(kinds=kinds))) == 1
 
-    def test_concurrent_record_code_success_of_one_step_accepts_it_once(
-        self, storage: Storage
-    ) -> None:
-        epoch = _enroll(storage, "bob", step=1000)
-        audits = [
-            _audit(AuditKind.CODE_ACCEPTED, at=_at(30), user_id="bob") for _ in range(THREADS)
-        ]
+    def test_concurrent_acceptance_of_one_time_step_accepts_it_once(self, storage: Storage) -> None:
+        _enroll(storage, "bob", step=1000)
 
-        def verify(i: int) -> bool:
-            return storage.record_code_success(
-                "bob", step=1001, expected_epoch=epoch, now=_at(30), audit=audits[i]
-            )
+        def verify(_: int) -> bool:
+            return _accept(storage, "bob", 1001, at=_at(30))
 
         accepted = _race(THREADS, verify)
         assert accepted.count(True) == 1
         assert storage.get_factor("bob").last_step == 1001
         kinds = frozenset({AuditKind.CODE_ACCEPTED})
-        assert storage.audit_records(AuditQuery(kinds=kinds)) == [audits[accepted.index(True)]]
+        assert len(storage.audit_records(AuditQuery(kinds=kinds))) == 1
 
     def test_concurrent_consume_of_one_recovery_code_succeeds_once(self, storage: Storage) -> None:
         _enroll(storage, "bob", recovery=_codes("a", "b", "c"))
@@ -1960,31 +1874,22 @@ class StorageConformance:
     ) -> None:
         rules = ThrottleRules()
 
-        def charge(_: int) -> Charge:
-            return storage.charge_attempt("bob", now=_at(30), rules=rules)
+        def charge(_: int) -> FactorRecord | None:
+            return _charge(storage, "bob", at=_at(30), rules=rules)
 
         charges = _race(CHARGE_THREADS, charge)
-        allowed = sorted(c.failures for c in charges if c.allowed)
+        allowed = sorted(c.failures for c in charges if c is not None)
         assert allowed == list(range(1, rules.free_failures + 1))
         assert storage.get_factor("bob").failures == rules.free_failures
-        refused = [c for c in charges if not c.allowed]
-        assert all(c.failures == rules.free_failures for c in refused)
+        assert len(_audit_log(storage)) == rules.free_failures
 
-    def test_concurrent_activate_pending_of_one_enrollment_activates_once(
+    def test_concurrent_activation_of_one_pending_enrollment_activates_once(
         self, storage: Storage
     ) -> None:
-        storage.save_pending("bob", _pending("p1", secret=b"the pending secret"), audit=_audit())
-        audits = [_audit(AuditKind.ENROLLMENT_CONFIRMED, user_id="bob") for _ in range(THREADS)]
+        _save_pending(storage, "bob", _pending("p1", secret=b"the pending secret"))
 
         def confirm(i: int) -> int | None:
-            return storage.activate_pending(
-                "bob",
-                pending_id="p1",
-                step=1000,
-                now=_at(30),
-                recovery=_codes(f"code-{i}"),
-                audit=audits[i],
-            )
+            return _activate(storage, "bob", step=1000, at=_at(30), recovery=_codes(f"code-{i}"))
 
         epochs = _race(THREADS, confirm)
         assert [e for e in epochs if e is not None] == [1]
@@ -1992,7 +1897,7 @@ class StorageConformance:
         factor = storage.get_factor("bob")
         assert (factor.secret, factor.epoch, factor.pending) == (b"the pending secret", 1, None)
         kinds = frozenset({AuditKind.ENROLLMENT_CONFIRMED})
-        assert storage.audit_records(AuditQuery(kinds=kinds)) == [audits[winner]]
+        assert len(storage.audit_records(AuditQuery(kinds=kinds))) == 1
         loser = (winner + 1) % THREADS
         assert _consume(storage, "bob", f"code-{loser}") is None
         assert _consume(storage, "bob", f"code-{winner}") == 0
@@ -2093,31 +1998,17 @@ class StorageConformance:
             audit=_audit(),
             notifications=[_note("removed")],
         )
-        storage.save_pending("bob", _pending("p1"), audit=_audit())
-        assert storage.activate_pending(
-            "bob",
-            pending_id="p1",
-            step=5,
-            now=T0,
-            recovery=_codes("a", "b"),
-            audit=_audit(),
-            notifications=[_note("enabled")],
+        _save_pending(storage, "bob", _pending("p1"))
+        assert _activate(
+            storage, "bob", step=5, recovery=_codes("a", "b"), notifications=[_note("enabled")]
         )
-        assert storage.consume_recovery_code(
-            "bob",
-            digest=_digest("a"),
-            now=T0,
-            audit=_audit(),
-            notifications=[_note("used", kind=NotificationKind.RECOVERY_CODE_USED)],
-        )
-        epoch = storage.get_factor("bob").epoch
-        assert storage.replace_recovery_codes(
-            "bob",
-            recovery=_codes("x"),
-            expected_epoch=epoch,
-            audit=_audit(),
-            notifications=[_note("regenerated")],
-        )
+        used = _note("used", kind=NotificationKind.RECOVERY_CODE_USED)
+        assert _consume(storage, "bob", "a", notifications=[used])
+        before = storage.get_factor("bob")
+        fresh = _codes("x")
+        replaced = attempts.codes_replaced(before, fresh)
+        regenerated = [_note("regenerated")]
+        assert _commit(storage, before, replaced, recovery=fresh, notifications=regenerated)
         storage.append_audit(_audit(), notifications=[_note("locked")])
         _fail(storage, "bob", 1)
         assert storage.unlock_factor("bob", audit=_audit(), notifications=[_note("unlocked")])
@@ -2202,38 +2093,11 @@ class StorageConformance:
         for i, (refusal, change) in enumerate(refusals):
             with pytest.raises(refusal):
                 change([_note(f"never-{i}")])
-        assert (
-            storage.activate_pending(
-                "bob",
-                pending_id="nothing-pending",
-                step=1,
-                now=T0,
-                recovery=_codes("a"),
-                audit=_audit(),
-                notifications=[_note("never-enabled")],
-            )
-            is None
-        )
-        assert (
-            storage.consume_recovery_code(
-                "bob",
-                digest=_digest("nope"),
-                now=T0,
-                audit=_audit(),
-                notifications=[_note("never-used")],
-            )
-            is None
-        )
-        assert (
-            storage.replace_recovery_codes(
-                "bob",
-                recovery=_codes("x"),
-                expected_epoch=0,
-                audit=_audit(),
-                notifications=[_note("never-regenerated")],
-            )
-            is None
-        )
+        _save_pending(storage, "carl", _pending("p1"))
+        seen = storage.get_factor("carl")
+        moved_on = dataclasses.replace(seen, revision=seen.revision - 1)
+        never = [_note("never-committed")]
+        assert not _commit(storage, moved_on, seen, audit=[_audit()], notifications=never)
         assert (
             storage.reset_factor(
                 "bob", floor=T0, audit=_audit(), notifications=[_note("never-reset")]
@@ -2259,24 +2123,6 @@ class StorageConformance:
                 "bob", audit=_audit(), notifications=[_note("never-unlocked-stale")], expected=stale
             )
         assert _outbox_ids(storage) == []
-
-    def test_a_recovery_code_notification_is_stored_with_the_codes_left(
-        self, storage: Storage
-    ) -> None:
-        _enroll(storage, "bob", recovery=_codes("a", "b", "c"))
-        storage.consume_recovery_code(
-            "bob",
-            digest=_digest("b"),
-            now=T0,
-            audit=_audit(),
-            notifications=[
-                _note("used", kind=NotificationKind.RECOVERY_CODE_USED),
-                _note("other", kind=NotificationKind.LOCKED_OUT),
-            ],
-        )
-        used, other = storage.outbox_items()
-        assert used.notification.recovery_codes_left == 2
-        assert other.notification.recovery_codes_left is None
 
     def test_claiming_takes_due_unheld_notifications_oldest_first_and_counts_the_attempt(
         self, storage: Storage
@@ -2384,8 +2230,8 @@ class StorageConformance:
     ) -> None:
         for user in ("carol", "ann", "dave"):
             _enroll(storage, user, secret=f"active-{user}".encode())
-        storage.save_pending("bob", _pending("p-bob", secret=b"pending-bob"), audit=_audit())
-        storage.save_pending("ann", _pending("p-ann", secret=b"pending-ann"), audit=_audit())
+        _save_pending(storage, "bob", _pending("p-bob", secret=b"pending-bob"))
+        _save_pending(storage, "ann", _pending("p-ann", secret=b"pending-ann"))
         _fail(storage, "eve", 1)  # a factor row with no secret at all
         first = storage.sealed_secrets(after_user_id=None, limit=2)
         assert first == [
@@ -2403,7 +2249,7 @@ class StorageConformance:
 
     def test_rewrap_replaces_ciphertexts_only_if_they_are_unchanged(self, storage: Storage) -> None:
         epoch = _enroll(storage, "bob", secret=b"old-active")
-        storage.save_pending("bob", _pending("p1", secret=b"old-pending"), audit=_audit())
+        _save_pending(storage, "bob", _pending("p1", secret=b"old-pending"))
         (old,) = storage.sealed_secrets(after_user_id=None, limit=10)
         new = dataclasses.replace(old, secret=b"new-active", pending_secret=b"new-pending")
         before = storage.get_factor("bob")
@@ -2413,15 +2259,18 @@ class StorageConformance:
         assert after.pending is not None
         assert after.pending.secret == b"new-pending"
         assert after.pending.pending_id == "p1"
-        assert (
-            dataclasses.replace(after, secret=before.secret, pending=before.pending) == before
-        )  # nothing else changed
+        # Nothing else changed, but the revision (a decision made before is not written).
+        assert after.revision == before.revision + 1
+        unchanged = dataclasses.replace(
+            after, secret=before.secret, pending=before.pending, revision=before.revision
+        )
+        assert unchanged == before
         assert after.epoch == epoch
         # A second rewrap from the stale view changes nothing.
         assert not storage.rewrap_secrets(old, dataclasses.replace(old, secret=b"x"))
         assert storage.get_factor("bob").secret == b"new-active"
         # Neither does one whose pending enrollment was replaced meanwhile.
-        storage.save_pending("bob", _pending("p2", secret=b"other"), audit=_audit())
+        _save_pending(storage, "bob", _pending("p2", secret=b"other"))
         (current,) = storage.sealed_secrets(after_user_id=None, limit=10)
         assert not storage.rewrap_secrets(
             dataclasses.replace(current, pending_id="p1"),
