@@ -30,6 +30,8 @@ from tenant2fa.testing import FakeClock, pending_code_for
 # Detailed assertion messages from the shipped conformance suite (it is not a test module, and
 # nothing above imports it).
 pytest.register_assert_rewrite("tenant2fa.testing.conformance")
+# The same for the browser story that tests/test_browser.py and tests/test_site.py share.
+pytest.register_assert_rewrite("browser_story")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,9 +11,9 @@ import dataclasses
 
 import pytest
 
-from conftest import Enrolled
-from tenant2fa import EnrollmentState, LoginSession, Reason, TwoFactor, VerifyResult
-from tenant2fa.testing import FakeClock, code_for, pending_code_for
+from conftest import Enrolled, enroll_bob
+from tenant2fa import EnrollmentState, LoginSession, Reason, TwoFactor, VerifyResult, totp
+from tenant2fa.testing import FakeClock, code_for, pending_code_for, secret_of
 
 TEN_MEGABYTES = "1" * (10 * 1024 * 1024)
 
@@ -269,15 +269,44 @@ def test_the_previous_current_and_next_step_are_each_accepted_once_in_order(
         assert (again.ok, again.reason) == (False, Reason.INVALID), offset
 
 
+# RFC 6238's SHA1 seed. At the ``fresh_on_a_fixed_secret`` instant (2026-01-01 00:02:31 UTC, time
+# step 58907525) its codes from three steps back to three ahead are all different, so an
+# out-of-window code is never also the code of a step inside the window.
+FIXED_SECRET = b"12345678901234567890"
+FIXED_CODES = {
+    -3: "582485",
+    -2: "283362",
+    -1: "822761",
+    0: "898039",
+    1: "909865",
+    2: "477664",
+    3: "526424",
+}
+
+
+@pytest.fixture
+def fresh_on_a_fixed_secret(
+    monkeypatch: pytest.MonkeyPatch, tf: TwoFactor, clock: FakeClock
+) -> Enrolled:
+    """``fresh``, with bob enrolled on :data:`FIXED_SECRET` instead of a random secret."""
+    monkeypatch.setattr(totp, "generate_secret", lambda: FIXED_SECRET)
+    enrolled = enroll_bob(tf, clock)
+    clock.advance(seconds=150)
+    return enrolled
+
+
 @pytest.mark.parametrize("offset", [-2, 2, -3, 3])
 def test_codes_two_or_more_steps_away_are_invalid(
-    tf: TwoFactor, fresh: Enrolled, offset: int
+    tf: TwoFactor, fresh_on_a_fixed_secret: Enrolled, offset: int
 ) -> None:
+    assert secret_of(tf, "bob") == FIXED_SECRET
+    assert {k: code_for(tf, "bob", offset=k) for k in FIXED_CODES} == FIXED_CODES
     code = code_for(tf, "bob", offset=offset)
-    if code in {code_for(tf, "bob", offset=k) for k in (-1, 0, 1)}:
-        pytest.skip("the random secret gave an out-of-window code equal to an in-window one")
-    result = tf.verify_code(fresh.login, "B", code)
+    # Otherwise the code would be accepted as the in-window step's, and the test would mean nothing.
+    assert code not in {code_for(tf, "bob", offset=k) for k in (-1, 0, 1)}
+    result = tf.verify_code(fresh_on_a_fixed_secret.login, "B", code)
     assert (result.ok, result.reason) == (False, Reason.INVALID)
+    assert _failures(tf) == 1
 
 
 def test_an_older_in_window_code_after_a_newer_one_is_rejected(

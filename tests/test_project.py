@@ -40,6 +40,28 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert 'bash -c "$TEST_COMMAND"' in ci
 
 
+def test_ci_holds_the_pure_core_to_full_branch_coverage() -> None:
+    from test_pure_core import PURE_MODULES
+
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    match = re.search(r'^PURE_CORE="([a-z ]+)"$', ci, flags=re.MULTILINE)
+    assert match is not None
+    gated = match.group(1).split()
+    assert len(gated) >= 13
+    assert len(set(gated)) == len(gated)
+    # Each one is a module of the pure core (a renamed or removed module would gate nothing).
+    assert set(gated) <= set(PURE_MODULES)
+    assert all((ROOT / "src" / "tenant2fa" / f"{name}.py").is_file() for name in gated)
+    assert re.search(
+        r"^TZ=America/New_York \.venv/bin/python -m coverage run -m pytest ", ci, flags=re.MULTILINE
+    )
+    assert '--fail-under=100 --include="${PURE_CORE_FILES%,}"' in ci
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    coverage_run = pyproject.split("[tool.coverage.run]\n", 1)[1].split("\n[", 1)[0]
+    assert "\nbranch = true\n" in coverage_run
+    assert '\npatch = ["subprocess"]\n' in coverage_run
+
+
 def test_demo_terminal_tells_the_guide_story_on_sqlite(tmp_path: Path) -> None:
     db = tmp_path / "demo.sqlite3"
     run = subprocess.run(

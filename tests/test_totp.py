@@ -17,17 +17,25 @@ import secrets
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import Enrolled, enroll_bob
-from tenant2fa import Algorithm, InvalidInput, Reason, TotpSettings, TwoFactor, totp
+from conftest import Enrolled
+from tenant2fa import (
+    Algorithm,
+    ConfigurationError,
+    InvalidInput,
+    Reason,
+    TotpSettings,
+    TwoFactor,
+    totp,
+)
 from tenant2fa.recovery import generate_recovery_codes
 from tenant2fa.testing import FakeClock, code_for, secret_of
 
@@ -404,6 +412,52 @@ def test_decode_secret_rejects_a_non_string_with_invalid_input() -> None:
         totp.decode_secret(SEED20)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("text", ["A", "AAA", "AAAAAA", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQA"])
+def test_decode_secret_rejects_a_base32_length_no_secret_has_without_echoing_it(
+    text: str,
+) -> None:
+    # Base32 letters only, but 1, 3 or 6 characters past a multiple of 8 encode no whole byte.
+    with pytest.raises(InvalidInput) as caught:
+        totp.decode_secret(text)
+    assert str(caught.value) == "the secret is not valid Base32"
+
+
+# -- settings --------------------------------------------------------------------------------
+
+
+def test_the_default_settings_are_what_authenticator_apps_read() -> None:
+    assert TotpSettings() == TotpSettings(digits=6, period=30, algorithm=Algorithm.SHA1, window=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"digits": 8}, {"period": 15}, {"period": 300}, {"window": 0}],
+    ids=lambda kwargs: ",".join(f"{k}={v}" for k, v in kwargs.items()),
+)
+def test_settings_at_their_bounds_are_accepted(kwargs: dict[str, Any]) -> None:
+    settings = TotpSettings(**kwargs)
+    for name, value in kwargs.items():
+        assert getattr(settings, name) == value
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"digits": 7}, "digits must be 6 or 8 (the Key URI format allows no other)"),
+        ({"digits": 10}, "digits must be 6 or 8 (the Key URI format allows no other)"),
+        ({"period": 14}, "period must be between 15 and 300 seconds"),
+        ({"period": 301}, "period must be between 15 and 300 seconds"),
+        ({"window": 2}, "window must be 0 or 1 (RFC 6238 recommends at most 1)"),
+        ({"window": -1}, "window must be 0 or 1 (RFC 6238 recommends at most 1)"),
+    ],
+    ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else "",
+)
+def test_other_settings_are_a_configuration_error(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        TotpSettings(**kwargs)
+    assert str(caught.value) == message
+
+
 # -- time zones and daylight saving ----------------------------------------------------------
 
 _TZ_SCRIPT = textwrap.dedent(
@@ -459,40 +513,61 @@ def test_time_step_and_code_ignore_the_process_time_zone(
     assert (out["naive_step"] != expected_step) is naive_step_differs
 
 
-@pytest.fixture
-def new_york_tz() -> Iterator[None]:
-    """Run the test with this process in New York time (restored afterwards)."""
-    if not hasattr(time, "tzset"):
-        pytest.skip("time.tzset is not available on this platform")
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "America/New_York"
-    time.tzset()
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = old
-        time.tzset()
+_FALL_BACK_LOGIN_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    from datetime import datetime, timedelta, timezone
 
+    from conftest import enroll_bob
+    from tenant2fa import Config, Keyring, MemoryStorage, RecoveryCodeHasher, TwoFactor, totp
+    from tenant2fa.testing import FakeClock, code_for
 
-@pytest.mark.usefixtures("new_york_tz")
-def test_at_the_fall_back_hour_the_current_code_verifies_and_the_hour_old_one_does_not(
-    tf: TwoFactor, clock: FakeClock
-) -> None:
-    assert time.localtime(FALL_BACK).tm_gmtoff == -5 * 3600
-    clock.set(datetime(2024, 11, 3, 6, 30, tzinfo=UTC))
+    fall_back = int(sys.argv[1])
+    # The conftest ``tf`` fixture's service, in the New York fall-back hour.
+    clock = FakeClock(datetime(2024, 11, 3, 6, 30, tzinfo=timezone.utc))
+    tf = TwoFactor(
+        storage=MemoryStorage(),
+        keyring=Keyring.generate(),
+        clock=clock,
+        config=Config(issuer="Onum", recovery_hasher=RecoveryCodeHasher(n=2**4)),
+    )
     bob = enroll_bob(tf, clock)
     clock.advance(seconds=30)
-    assert totp.time_step(clock.now()) == 57687181
     hour_old = code_for(tf, "bob", at=clock.now() - timedelta(hours=1))
     current = code_for(tf, "bob")
-    assert hour_old != current
     refused = tf.verify_code(bob.login, "B", hour_old)
-    assert (refused.ok, refused.reason) == (False, Reason.INVALID)
     accepted = tf.verify_code(bob.login, "B", current)
-    assert (accepted.ok, accepted.reason) == (True, Reason.OK)
+    print(json.dumps({
+        "gmtoff": time.localtime(fall_back).tm_gmtoff,
+        "step": totp.time_step(clock.now()),
+        "codes_differ": hour_old != current,
+        "refused": [refused.ok, refused.reason.name],
+        "accepted": [accepted.ok, accepted.reason.name],
+    }))
+    """
+)
+
+
+def test_at_the_fall_back_hour_the_current_code_verifies_and_the_hour_old_one_does_not() -> None:
+    # The service runs in a child whose TZ is New York: changing this process's TZ would leak into
+    # every test after this one (and into other threads while it ran).
+    tests = str(Path(__file__).resolve().parent)  # for conftest.enroll_bob
+    python_path = os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p)
+    completed = subprocess.run(
+        [sys.executable, "-c", _FALL_BACK_LOGIN_SCRIPT, str(FALL_BACK)],
+        env={**os.environ, "TZ": "America/New_York", "PYTHONPATH": python_path},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    out = json.loads(completed.stdout)
+    assert out["gmtoff"] == -5 * 3600, "the TZ setting did not take effect in the child"
+    assert out["step"] == 57687181
+    assert out["codes_differ"] is True
+    assert out["refused"] == [False, Reason.INVALID.name]
+    assert out["accepted"] == [True, Reason.OK.name]
 
 
 # -- a clock that steps backwards ------------------------------------------------------------

@@ -126,6 +126,8 @@ def unseal(token: object, keyring: Keyring) -> LoginSession:
         blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         raw = keyring.decrypt(blob, purpose=_SEAL_PURPOSE, context="")
         data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise TypeError("a sealed login session is a JSON object")
         for name in (
             "authenticated_at",
             "identity_verified_at",
