@@ -20,6 +20,7 @@ Install with the ``sqlalchemy`` extra plus a driver (``postgres``: psycopg 3; ``
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import random
@@ -287,6 +288,68 @@ def _login_statement() -> sa.Select[Any]:
 
 
 _LOGIN = _login_statement()
+
+
+_FACTOR_FIELDS = (
+    "secret",
+    "activated_at",
+    "last_step",
+    "pending_id",
+    "pending_secret",
+    "pending_created_at",
+    "pending_expires_at",
+    "epoch",
+    "failures",
+    "last_failure_at",
+    "recovery_salt",
+    "identity_floor",
+    "recovery_left",
+    "revision",
+)
+_AUDIT_FIELDS = ("record_id", "at", "kind", "tenant_id", "user_id", "actor_id", "detail")
+_OUTBOX_FIELDS = (
+    "notification_id",
+    "created_at",
+    "payload",
+    "state",
+    "attempts",
+    "next_attempt_at",
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _postgres_commit_sql(audits: int, notes: int, first: bool) -> sa.TextClause:  # noqa: FBT001
+    """PostgreSQL: the compare-and-set of a factor row and the inserts of ``audits`` audit
+    records and ``notes`` notifications that hang on it, as one statement (a data-modifying
+    CTE: one round trip). Built once per shape, so SQLAlchemy compiles it once and psycopg
+    prepares it on the server. ``first``: the user's first write (revision 0 stands for no
+    row), an insert that may only update a row a concurrent first write made."""
+    if first:
+        written = (
+            f"INSERT INTO {factors.name} (user_id, {', '.join(_FACTOR_FIELDS)}) "
+            f"VALUES (:user_id, {', '.join(':' + f for f in _FACTOR_FIELDS)}) "
+            "ON CONFLICT (user_id) DO UPDATE SET "
+            + ", ".join(f"{f} = EXCLUDED.{f}" for f in _FACTOR_FIELDS)
+            + f" WHERE {factors.name}.revision = 0 RETURNING 1"
+        )
+    else:
+        written = (
+            f"UPDATE {factors.name} SET "
+            + ", ".join(f"{f} = :{f}" for f in _FACTOR_FIELDS)
+            + " WHERE user_id = :user_id AND revision = :expected RETURNING 1"
+        )
+    parts = [f"t2fa_written AS ({written})"]
+    for table, prefix, count, fields in (
+        (audit_log, "a", audits, _AUDIT_FIELDS),
+        (outbox, "n", notes, _OUTBOX_FIELDS),
+    ):
+        for i in range(count):
+            values = ", ".join(f":{prefix}{i}_{f}" for f in fields)
+            parts.append(
+                f"t2fa_{prefix}{i} AS (INSERT INTO {table.name} ({', '.join(fields)}) "
+                f"SELECT {values} FROM t2fa_written)"
+            )
+    return sa.text(f"WITH {', '.join(parts)} SELECT count(*) FROM t2fa_written")
 
 
 def _us(value: datetime | None) -> int | None:
@@ -908,8 +971,9 @@ class SQLAlchemyStorage:
         plain = commit.use_recovery_code is None and commit.recovery is None
         if self._postgres and plain:
             # The whole write as one statement: one round trip, in autocommit.
-            statement = self._commit_statement(commit)
-            return bool(self._run(lambda c: c.execute(statement).scalar_one(), single=True))
+            statement, params = self._commit_statement(commit)
+            written = self._run(lambda c: c.execute(statement, params).scalar_one(), single=True)
+            return bool(written)
         return self._run(lambda c: self._commit(c, commit))
 
     @staticmethod
@@ -958,38 +1022,19 @@ class SQLAlchemyStorage:
         self._queue(conn, commit.notifications)
         return True
 
-    def _commit_statement(self, commit: FactorCommit) -> sa.Select[Any]:
-        """PostgreSQL: the compare-and-set of the factor row, and the inserts of the audit
-        records and notifications that hang on it, as one statement."""
-        from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: PLC0415
-
-        user_id = commit.factor.user_id
-        values = self._factor_values(commit.factor)
-        if commit.expected_revision == 0:
-            written_dml: Any = (
-                pg_insert(factors)
-                .values(user_id=user_id, **values)
-                .on_conflict_do_update(
-                    index_elements=[factors.c.user_id], set_=values, where=factors.c.revision == 0
-                )
-            )
-        else:
-            written_dml = (
-                factors.update()
-                .where(factors.c.user_id == user_id)
-                .where(factors.c.revision == commit.expected_revision)
-                .values(**values)
-            )
-        written = written_dml.returning(factors.c.user_id).cte("t2fa_written")
-        rows = [(audit_log, self._audit_values(r)) for r in commit.audit]
-        rows += [(outbox, self._outbox_values(n)) for n in commit.notifications]
-        inserts = []
-        for i, (table, row) in enumerate(rows):
-            source = sa.select(
-                *(sa.literal(v, table.c[k].type).label(k) for k, v in row.items())
-            ).select_from(written)
-            inserts.append(table.insert().from_select(list(row), source).cte(f"t2fa_insert{i}"))
-        return sa.select(sa.func.count()).select_from(written).add_cte(*inserts)
+    def _commit_statement(self, commit: FactorCommit) -> tuple[sa.TextClause, dict[str, Any]]:
+        """PostgreSQL: the one statement of a plain commit, and its parameters."""
+        params: dict[str, Any] = {
+            "user_id": commit.factor.user_id,
+            "expected": commit.expected_revision,
+            **self._factor_values(commit.factor),
+        }
+        for i, record in enumerate(commit.audit):
+            params.update({f"a{i}_{k}": v for k, v in self._audit_values(record).items()})
+        for i, note in enumerate(commit.notifications):
+            params.update({f"n{i}_{k}": v for k, v in self._outbox_values(note).items()})
+        shape = (len(commit.audit), len(commit.notifications), commit.expected_revision == 0)
+        return _postgres_commit_sql(*shape), params
 
     def reset_factor(
         self,
