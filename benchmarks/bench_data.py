@@ -248,6 +248,30 @@ def load_storage(storage: Storage, keyring: Keyring, tenant: str, users: list[st
             raise RuntimeError("the benchmark's enrollment was not written")
 
 
+def fill_audit(path: str, count: int) -> None:
+    """Append ``count`` audit records to SQLiteStorage's log at ``path``, as years of logins of
+    many users in many tenants leave it (random record ids, times in order)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO t2fa_audit (record_id, at, kind, tenant_id, user_id, actor_id, detail) "
+            "VALUES (?, ?, 'code_accepted', ?, ?, NULL, '{}')",
+            (
+                (
+                    secrets.token_hex(16),
+                    us(T0) - count + i,
+                    f"t{i % 997:05d}",
+                    f"u{i % 100_003:06d}",
+                )
+                for i in range(count)
+            ),
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
 # -- PostgreSQL --------------------------------------------------------------------------------
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

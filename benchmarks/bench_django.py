@@ -16,6 +16,7 @@ import bench_data as data
 from bench_harness import Body, Side
 
 LABEL = "django-otp: atomic TOTPDevice fetch (for update) + verify_token, SQLite WAL"
+POSTGRES_LABEL = "django-otp: atomic TOTPDevice fetch (for update) + verify_token, PostgreSQL"
 
 
 def unavailable() -> str | None:
@@ -29,9 +30,10 @@ def unavailable() -> str | None:
 
 
 class DjangoOtp:
-    """``devices`` TOTP devices, one per user, in a fresh Django database at ``path``."""
+    """``devices`` TOTP devices, one per user, in a fresh Django database at ``path``; with
+    ``postgres``, as many again in the bench's PostgreSQL schema (database alias ``"pg"``)."""
 
-    def __init__(self, path: str, devices: int) -> None:
+    def __init__(self, path: str, devices: int, postgres: data.Postgres | None = None) -> None:
         import django  # noqa: PLC0415
         from django.conf import settings  # noqa: PLC0415
         from django.core.management import call_command  # noqa: PLC0415
@@ -47,6 +49,7 @@ class DjangoOtp:
                 "django_otp.plugins.otp_totp",
             ],
             DATABASES={
+                **({"pg": _postgres_settings(postgres)} if postgres is not None else {}),
                 "default": {
                     "ENGINE": "django.db.backends.sqlite3",
                     "NAME": path,
@@ -57,12 +60,14 @@ class DjangoOtp:
                         ),
                         "transaction_mode": "IMMEDIATE",
                     },
-                }
+                },
             },
             DEFAULT_AUTO_FIELD="django.db.models.AutoField",
         )
         django.setup()
-        call_command("migrate", verbosity=0, interactive=False)
+        databases = ["default", *(["pg"] if postgres is not None else [])]
+        for database in databases:
+            call_command("migrate", verbosity=0, interactive=False, database=database)
 
         from django.contrib.auth.models import User  # noqa: PLC0415
         from django.db import transaction  # noqa: PLC0415
@@ -71,40 +76,49 @@ class DjangoOtp:
         self.device_model: Any = TOTPDevice
         self.atomic: Any = transaction.atomic
         names = data.user_ids("dj", devices)
-        users = User.objects.bulk_create([User(username=name) for name in names], batch_size=2000)
-        TOTPDevice.objects.bulk_create(
-            [
-                TOTPDevice(
-                    user_id=user.pk,
-                    name="phone",
-                    confirmed=True,
-                    key=data.secret_for(user.username).hex(),
-                )
-                for user in users
-            ],
-            batch_size=2000,
-        )
-        self.users = [(user.pk, user.username) for user in users]
+        self.users: dict[str, list[tuple[int, str]]] = {}
+        for database in databases:
+            users = User.objects.using(database).bulk_create(
+                [User(username=name) for name in names], batch_size=2000
+            )
+            TOTPDevice.objects.using(database).bulk_create(
+                [
+                    TOTPDevice(
+                        user_id=user.pk,
+                        name="phone",
+                        confirmed=True,
+                        key=data.secret_for(user.username).hex(),
+                    )
+                    for user in users
+                ],
+                batch_size=2000,
+            )
+            self.users[database] = [(user.pk, user.username) for user in users]
 
-    def side(self, ops: int, batches: int) -> Side:
+    @property
+    def has_postgres(self) -> bool:
+        return "pg" in self.users
+
+    def side(self, ops: int, batches: int, *, database: str = "default") -> Side:
         """Batch ``b`` verifies users ``b * ops`` to ``(b + 1) * ops``, at the real time."""
-        if len(self.users) < ops * batches:
+        users = self.users[database]
+        if len(users) < ops * batches:
             raise ValueError("not enough django-otp devices for every batch")
         import time  # noqa: PLC0415
 
-        devices = self.device_model.objects
+        devices = self.device_model.objects.using(database)
         atomic = self.atomic
 
         def prepare(batch: int) -> Body:
             step = int(time.time()) // data.PERIOD
             work = [
                 (pk, data.hotp(data.secret_for(name), step))
-                for pk, name in self.users[batch * ops : (batch + 1) * ops]
+                for pk, name in users[batch * ops : (batch + 1) * ops]
             ]
 
             def body() -> None:
                 for pk, code in work:
-                    with atomic():
+                    with atomic(using=database):
                         device = devices.select_for_update().get(user_id=pk)
                         accepted = device.verify_token(code)
                     if not accepted:
@@ -112,4 +126,18 @@ class DjangoOtp:
 
             return body
 
-        return Side(LABEL, prepare, ops)
+        return Side(LABEL if database == "default" else POSTGRES_LABEL, prepare, ops)
+
+
+def _postgres_settings(postgres: data.Postgres) -> dict[str, Any]:
+    """Django's settings for the bench's PostgreSQL schema (Django's tables beside ours)."""
+    url = postgres.base
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": url.database,
+        "USER": url.username or "",
+        "PASSWORD": url.password or "",
+        "HOST": url.host or "",
+        "PORT": str(url.port or ""),
+        "OPTIONS": {"options": f"-csearch_path={postgres.schema}"},
+    }

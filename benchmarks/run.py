@@ -227,7 +227,9 @@ def _django(ctx: Context) -> Any:
         return reason
     progress("django-otp: migrating and creating devices")
     batches = ctx.sizes.batches + 1
-    return bench_django.DjangoOtp(ctx.path("django.sqlite3"), ctx.sizes.verify_ops * batches)
+    return bench_django.DjangoOtp(
+        ctx.path("django.sqlite3"), ctx.sizes.verify_ops * batches, ctx.postgres
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,12 +25,15 @@ POSTGRES_ROWS = {
     "throughput.postgresql.2",
     "throughput.postgresql.4",
     "throughput.postgresql.8",
+    "verify.postgres.floor",
+    "verify.postgres.django",
 }
 EXPECTED_ROWS = POSTGRES_ROWS | {
     "floor.noise",
     "totp.pyotp_hotp",
     "totp.matching_step",
     "verify.sqlite.raw",
+    "verify.sqlite.floor",
     "verify.sqlite.django",
     "verify.memory.raw",
     "login.next_step.floor",
@@ -41,6 +44,7 @@ EXPECTED_ROWS = POSTGRES_ROWS | {
     "growth.switch.large",
     "growth.login_step",
     "growth.verify",
+    "growth.audit",
     "memory.verify",
     "throughput.sqlite.2",
     "throughput.sqlite.4",
