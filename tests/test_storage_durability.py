@@ -500,7 +500,7 @@ def test_sqlite_upgrades_a_version_2_file_to_the_current_version_keeping_its_row
         ]
 
     storage = SQLiteStorage(path)
-    assert storage.schema_version() == SCHEMA_VERSION == 4
+    assert storage.schema_version() == SCHEMA_VERSION == 5
     assert storage.get_tenant("big") == TenantPolicy(
         tenant_id="big", name="Big", two_factor_required=True, activated_at=_ACTIVATED, version=3
     )
@@ -581,7 +581,7 @@ def test_sqlalchemy_create_schema_adds_and_fills_the_columns_an_older_database_l
     assert not columns() & set(added)
     storage.create_schema()
     assert columns() >= set(added)
-    assert storage.schema_version() == SCHEMA_VERSION == 4
+    assert storage.schema_version() == SCHEMA_VERSION == 5
     with empty_engine.connect() as conn:
         rows = conn.execute(
             sa.select(factors.c.user_id, factors.c.identity_floor).order_by(factors.c.user_id)

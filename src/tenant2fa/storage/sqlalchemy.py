@@ -84,7 +84,7 @@ __all__ = [
 _T = TypeVar("_T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class ExactText(sa.types.TypeDecorator[str]):
@@ -234,7 +234,10 @@ audit_log = sa.Table(
     "t2fa_audit",
     metadata,
     _sequence(),
-    sa.Column("record_id", _text(64), nullable=False, unique=True),
+    # Version 5: lean, since every login appends to it. Only the indexes audit_log's queries
+    # need (by tenant, by time); record ids are kept but not indexed (no query reads by them),
+    # and users and actors are not indexed (see docs/storage.md).
+    sa.Column("record_id", _text(64), nullable=False),
     sa.Column("at", sa.BigInteger, nullable=False),
     sa.Column("kind", sa.String(64), nullable=False),
     sa.Column("tenant_id", _id()),
@@ -242,8 +245,6 @@ audit_log = sa.Table(
     sa.Column("actor_id", _id()),
     sa.Column("detail", sa.Text, nullable=False),
     sa.Index("t2fa_audit_by_tenant", "tenant_id", "at"),
-    sa.Index("t2fa_audit_by_user", "user_id", "at"),
-    sa.Index("t2fa_audit_by_actor", "actor_id", "at"),
     sa.Index("t2fa_audit_by_time", "at"),
     **_TABLE_OPTIONS,
 )
@@ -464,6 +465,7 @@ class SQLAlchemyStorage:
                 for index in table.indexes:
                     index.create(conn, checkfirst=True)
             _add_missing_columns(conn)
+            _drop_obsolete_indexes(conn)
             row = conn.execute(
                 sa.select(meta.c.value).where(meta.c.key == "schema_version")
             ).first()
@@ -1366,6 +1368,36 @@ def _add_missing_columns(conn: sa.Connection) -> None:
             backfill = backfills.get(f"{table.name}.{column.name}")
             if backfill is not None:
                 conn.execute(backfill)
+
+
+_OBSOLETE_INDEXES = {audit_log.name: ("t2fa_audit_by_user", "t2fa_audit_by_actor")}
+"""Indexes an older tenant2fa made that version 5 no longer keeps."""
+
+
+def _drop_obsolete_indexes(conn: sa.Connection) -> None:
+    """Drop what version 5 no longer keeps on a database an older version made: the audit
+    log's indexes by user and by actor, and its unique constraint on record ids (SQLite keeps
+    that one: it cannot drop a constraint without rebuilding the table; SQLiteStorage's own
+    migration rebuilds it)."""
+    inspector = sa.inspect(conn)
+    mysql_family = isinstance(conn.dialect, MySQLDialect)
+    quote = conn.dialect.identifier_preparer.quote
+    for table_name, names in _OBSOLETE_INDEXES.items():
+        if not inspector.has_table(table_name):
+            continue
+        present = {index["name"] for index in inspector.get_indexes(table_name)}
+        # Plain DDL: an Index or UniqueConstraint object made here would attach itself to our
+        # metadata's table, and create_all would make it again.
+        on = f" ON {quote(table_name)}" if mysql_family else ""
+        for name in names:
+            if name in present:
+                conn.exec_driver_sql(f"DROP INDEX {quote(name)}{on}")
+        for unique in inspector.get_unique_constraints(table_name):
+            constraint = unique["name"]
+            if unique["column_names"] == ["record_id"] and constraint:
+                what = "INDEX" if mysql_family else "CONSTRAINT"
+                dropped = f"DROP {what} {quote(constraint)}"
+                conn.exec_driver_sql(f"ALTER TABLE {quote(table_name)} {dropped}")
 
 
 def _sqlite_immediate_transactions(engine: sa.Engine) -> None:
