@@ -13,8 +13,14 @@ import pytest
 
 from conftest import Enrolled
 from tenant2fa import TwoFactor, operations
-from tenant2fa.errors import StorageError
+from tenant2fa.enrollment import EnrollmentState
+from tenant2fa.errors import InvalidTransition, StorageError
 from tenant2fa.factor import FactorCommit, LoginState
+from tenant2fa.recovery import (
+    RecoveryCodeHasher,
+    generate_recovery_codes,
+    normalize_recovery_code,
+)
 from tenant2fa.results import Reason
 from tenant2fa.testing import FakeClock, code_for
 
@@ -136,3 +142,72 @@ def test_a_commit_must_carry_the_next_revision(tf: TwoFactor, enrolled: Enrolled
     factor = tf.storage.get_factor("bob")
     with pytest.raises(ValueError, match="expected revision"):
         FactorCommit(factor=factor, expected_revision=factor.revision, at=tf.clock.now())
+
+
+def test_confirming_while_locked_out_is_refused_and_writes_nothing(
+    tf: TwoFactor, clock: FakeClock
+) -> None:
+    tf.create_tenant("A", name="A", owner_id="alice")
+    login = tf.start_session("alice")
+    tf.begin_enrollment(login)
+    for _ in range(tf.config.throttle.free_failures):
+        assert tf.confirm_enrollment(login, "000000").reason is Reason.INVALID
+    state = tf.storage.load_login("alice")
+    seen, perform = _playing(state, commit=lambda _: True)
+    codes = generate_recovery_codes(2)
+    recovery = tf.config.recovery_hasher.new_set(codes)
+    result = operations.drive(
+        operations.confirm_enrollment(_context(tf), login, "123456", codes, recovery), perform
+    )
+    assert result.reason is Reason.LOCKED
+    assert result.retry_at is not None
+    assert result.retry_at > clock.now()
+    assert not result.ok
+    assert result.recovery_codes == ()
+    assert [type(r) for r in seen] == [operations.LoadLogin]
+
+
+def test_new_recovery_codes_for_a_user_not_enrolled_are_an_invalid_transition(
+    tf: TwoFactor,
+) -> None:
+    tf.create_tenant("A", name="A", owner_id="alice")
+    login = tf.start_session("alice")
+    state = tf.storage.load_login("alice")
+    seen, perform = _playing(state, commit=lambda _: True)
+    recovery = tf.config.recovery_hasher.new_set(generate_recovery_codes(2))
+    with pytest.raises(InvalidTransition) as raised:
+        operations.drive(
+            operations.regenerate_recovery_codes(_context(tf), login, recovery), perform
+        )
+    assert raised.value.state is EnrollmentState.NONE
+    assert [type(r) for r in seen] == [operations.LoadLogin]
+
+
+_HASHED: list[bytes] = []
+
+
+class _CountingHasher(RecoveryCodeHasher):
+    def digest(self, code: str, salt: bytes) -> bytes:
+        _HASHED.append(salt)
+        return super().digest(code, salt)
+
+
+def test_a_recovery_code_is_hashed_once_even_when_decided_again(
+    tf: TwoFactor, enrolled: Enrolled
+) -> None:
+    state = tf.storage.load_login("bob", recovery_codes=True)
+    answers = iter([False, True])  # the first write finds the record moved on
+    seen, perform = _playing(state, commit=lambda _: next(answers))
+    counting = _CountingHasher(n=2**4)  # the fixture's parameters: the same digests
+    ctx = dataclasses.replace(
+        _context(tf), config=dataclasses.replace(tf.config, recovery_hasher=counting)
+    )
+    _HASHED.clear()
+    canonical = normalize_recovery_code(enrolled.recovery_codes[0])
+    assert canonical is not None
+    result = operations.drive(
+        operations.use_recovery_code(ctx, enrolled.login, "B", canonical), perform
+    )
+    assert result.ok
+    assert [type(r) for r in seen].count(operations.LoadLogin) == 2
+    assert len(_HASHED) == 1
