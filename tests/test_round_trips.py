@@ -13,6 +13,7 @@ benchmarks/run.py), and they fail if an operation grows.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from db_backends import server_url, sqlalchemy_server_storage
 from tcp_proxy import TcpProxy
 from tenant2fa import Config, Keyring, TwoFactor
+from tenant2fa.audit import AuditKind
 from tenant2fa.results import Reason
 from tenant2fa.session import LoginSession
 from tenant2fa.storage.sqlalchemy import SQLAlchemyStorage
@@ -177,3 +179,23 @@ def test_no_connection_is_pinged_before_use(kind: str) -> None:
     storage = SQLAlchemyStorage(server_url(kind))
     assert not storage.engine.pool._pre_ping
     storage.engine.dispose()
+
+
+def test_a_sign_in_writes_nothing_when_the_host_turns_its_audit_off(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "quiet.sqlite3")
+    quiet = TwoFactor(
+        storage=storage,
+        keyring=Keyring.generate(),
+        clock=FakeClock(),
+        config=dataclasses.replace(CONFIG, audit_sessions=False),
+    )
+    quiet.create_tenant("B", name="Tenant B", owner_id="olga")
+    started = _on_sqlite(storage, lambda: quiet.start_session("bob"))
+    assert (started.loose, started.transactions) == ([], [])
+    kinds = frozenset({AuditKind.SESSION_STARTED})
+    assert quiet.audit_log(kinds=kinds) == []
+    # The default audits it, in its one write.
+    loud = _service(storage)
+    loud.start_session("bob")
+    assert [r.user_id for r in loud.audit_log(kinds=kinds)] == ["bob"]
+    storage.close()

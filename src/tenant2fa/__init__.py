@@ -10,6 +10,7 @@ from __future__ import annotations
 from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord
 from tenant2fa.clock import Clock, SystemClock
 from tenant2fa.config import Config
+from tenant2fa.dispatch import Dispatcher
 from tenant2fa.enrollment import EnrollmentEvent, EnrollmentState
 from tenant2fa.errors import (
     AlreadyMember,
@@ -35,6 +36,7 @@ from tenant2fa.errors import (
 from tenant2fa.flow import Step, StepKind
 from tenant2fa.keyring import Keyring
 from tenant2fa.notify import InMemoryNotifier, Notification, NotificationKind, Notifier
+from tenant2fa.outbox import DeliveryRules
 from tenant2fa.policy import Membership, Role, TenantPolicy
 from tenant2fa.recovery import RecoveryCodeHasher
 from tenant2fa.results import (
@@ -67,6 +69,8 @@ __all__ = [
     "ConfigurationError",
     "Conflict",
     "DeliveryError",
+    "DeliveryRules",
+    "Dispatcher",
     "EnrollmentEvent",
     "EnrollmentResult",
     "EnrollmentState",

@@ -31,6 +31,9 @@ class Config:
       bound for AAL2 sessions); an older login gets VERIFY_IDENTITY everywhere until the host
       re-checks the password or SSO sign-in. ``None`` turns it off.
     - ``max_grace_period``: the longest grace period an owner may give (90 days).
+    - ``audit_sessions``: record every sign-in (``start_session``) in the audit log, one write
+      per sign-in. ``False`` makes a sign-in write nothing (a host that logs its sign-ins itself);
+      every 2FA event is audited either way.
     """
 
     issuer: str = "tenant2fa"
@@ -44,6 +47,7 @@ class Config:
     recovery_hasher: RecoveryCodeHasher = field(default_factory=RecoveryCodeHasher)
     max_login_age: timedelta | None = timedelta(hours=12)
     max_grace_period: timedelta = MAX_GRACE_PERIOD
+    audit_sessions: bool = True
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -86,6 +90,7 @@ class Config:
             ("recovery_hasher", RecoveryCodeHasher),
             ("max_login_age", (timedelta, type(None))),
             ("max_grace_period", timedelta),
+            ("audit_sessions", bool),
         )
         for name, kind in expected:
             value = getattr(self, name)

@@ -616,9 +616,10 @@ class TwoFactor:
             identity_verified_at=now,
             identity_method=method,
         )
-        self.storage.append_audit(
-            new_audit_record(AuditKind.SESSION_STARTED, at=now, user_id=user_id, method=method)
-        )
+        if self.config.audit_sessions:
+            self.storage.append_audit(
+                new_audit_record(AuditKind.SESSION_STARTED, at=now, user_id=user_id, method=method)
+            )
         return self._sign(login)
 
     def login_step(self, login: LoginSession, tenant_id: str) -> Step:
