@@ -47,6 +47,7 @@ from tenant2fa.policy import TenantPolicy
 from tenant2fa.recovery import RecoveryCodeSet
 from tenant2fa.results import EnrollmentResult, Reason, VerifyResult
 from tenant2fa.session import LoginSession
+from tenant2fa.throttle import Allowance
 
 __all__ = [
     "AppendAudit",
@@ -330,6 +331,14 @@ def _rejection(
     )
 
 
+_Result = TypeVar("_Result", VerifyResult, EnrollmentResult)
+
+
+def _locked(kind: type[_Result], login: LoginSession, refused: Allowance) -> _Result:
+    """The answer to an attempt the throttle refused: not evaluated, nothing counted."""
+    return kind(ok=False, reason=Reason.LOCKED, login=login, retry_at=refused.retry_at)
+
+
 def _unenrolled(ctx: Context, kind: AuditKind, user_id: str, tenant_id: str) -> Operation[None]:
     """Audit a code for a user with nothing to check it against. Nothing is counted, so that no
     one can lock out a user who has not enrolled yet."""
@@ -419,10 +428,7 @@ def confirm_enrollment(
             )
         refused = attempts.refusal(factor, now=ctx.now, rules=ctx.config.throttle)
         if refused is not None:
-            locked = EnrollmentResult(
-                ok=False, reason=Reason.LOCKED, login=login, retry_at=refused.retry_at
-            )
-            return None, locked
+            return None, _locked(EnrollmentResult, login, refused)
         secret = _decrypt(ctx, pending.secret, user_id)
         step = totp.matching_step(secret, code, counter, ctx.config.totp)
         active = None
@@ -481,10 +487,7 @@ def verify_code(
             return None, VerifyResult(ok=False, reason=Reason.INVALID, login=login)
         refused = attempts.refusal(factor, now=ctx.now, rules=ctx.config.throttle)
         if refused is not None:
-            locked = VerifyResult(
-                ok=False, reason=Reason.LOCKED, login=login, retry_at=refused.retry_at
-            )
-            return None, locked
+            return None, _locked(VerifyResult, login, refused)
         secret = _decrypt(ctx, factor.secret, user_id)
         step = totp.matching_step(secret, code, counter, ctx.config.totp)
         accepted = None if step is None else attempts.accepting_code(factor, step=step)
@@ -525,10 +528,7 @@ def use_recovery_code(
             return None, VerifyResult(ok=False, reason=Reason.INVALID, login=login)
         refused = attempts.refusal(factor, now=ctx.now, rules=ctx.config.throttle)
         if refused is not None:
-            locked = VerifyResult(
-                ok=False, reason=Reason.LOCKED, login=login, retry_at=refused.retry_at
-            )
-            return None, locked
+            return None, _locked(VerifyResult, login, refused)
         if salt not in digests:
             digests[salt] = ctx.config.recovery_hasher.digest(canonical, salt)
         unused = state.recovery_digests or ()

@@ -39,8 +39,7 @@ from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord
-from tenant2fa.clock import UTC, later
-from tenant2fa.enrollment import PendingEnrollment
+from tenant2fa.clock import later
 from tenant2fa.errors import (
     AlreadyMember,
     ConcurrentChange,
@@ -65,6 +64,14 @@ from tenant2fa.storage.base import (
     check_member_change,
 )
 from tenant2fa.storage.files import create_private_file
+from tenant2fa.storage.rows import (
+    FACTOR_FIELDS,
+    factor_from_values,
+    factor_values,
+    from_us,
+    required_from_us,
+    to_us,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -82,7 +89,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 SCHEMA_VERSION = 5
 
@@ -269,6 +275,11 @@ outbox = sa.Table(
 )
 
 
+_FACTOR_COLUMNS = tuple(factors.c[name] for name in FACTOR_FIELDS)
+"""The factor row's columns in the order :func:`tenant2fa.storage.rows.factor_from_values`
+reads them."""
+
+
 def _login_statement() -> sa.Select[Any]:
     """The whole login snapshot as one statement: the user's factor row (if any) beside each of
     their tenants with their role there (one row of NULLs for a user in none)."""
@@ -276,7 +287,7 @@ def _login_statement() -> sa.Select[Any]:
     tenant_columns = [c.label(f"t_{c.name}") for c in tenants.c]
     return (
         sa.select(
-            *(c for c in factors.c if c.name != "user_id"),
+            *_FACTOR_COLUMNS,
             *tenant_columns,
             memberships.c.role.label("m_role"),
         )
@@ -291,22 +302,6 @@ def _login_statement() -> sa.Select[Any]:
 _LOGIN = _login_statement()
 
 
-_FACTOR_FIELDS = (
-    "secret",
-    "activated_at",
-    "last_step",
-    "pending_id",
-    "pending_secret",
-    "pending_created_at",
-    "pending_expires_at",
-    "epoch",
-    "failures",
-    "last_failure_at",
-    "recovery_salt",
-    "identity_floor",
-    "recovery_left",
-    "revision",
-)
 _AUDIT_FIELDS = ("record_id", "at", "kind", "tenant_id", "user_id", "actor_id", "detail")
 _OUTBOX_FIELDS = (
     "notification_id",
@@ -327,16 +322,16 @@ def _postgres_commit_sql(audits: int, notes: int, first: bool) -> sa.TextClause:
     row), an insert that may only update a row a concurrent first write made."""
     if first:
         written = (
-            f"INSERT INTO {factors.name} (user_id, {', '.join(_FACTOR_FIELDS)}) "
-            f"VALUES (:user_id, {', '.join(':' + f for f in _FACTOR_FIELDS)}) "
+            f"INSERT INTO {factors.name} (user_id, {', '.join(FACTOR_FIELDS)}) "
+            f"VALUES (:user_id, {', '.join(':' + f for f in FACTOR_FIELDS)}) "
             "ON CONFLICT (user_id) DO UPDATE SET "
-            + ", ".join(f"{f} = EXCLUDED.{f}" for f in _FACTOR_FIELDS)
+            + ", ".join(f"{f} = EXCLUDED.{f}" for f in FACTOR_FIELDS)
             + f" WHERE {factors.name}.revision = 0 RETURNING 1"
         )
     else:
         written = (
             f"UPDATE {factors.name} SET "
-            + ", ".join(f"{f} = :{f}" for f in _FACTOR_FIELDS)
+            + ", ".join(f"{f} = :{f}" for f in FACTOR_FIELDS)
             + " WHERE user_id = :user_id AND revision = :expected RETURNING 1"
         )
     parts = [f"t2fa_written AS ({written})"]
@@ -351,20 +346,6 @@ def _postgres_commit_sql(audits: int, notes: int, first: bool) -> sa.TextClause:
                 f"SELECT {values} FROM t2fa_written)"
             )
     return sa.text(f"WITH {', '.join(parts)} SELECT count(*) FROM t2fa_written")
-
-
-def _us(value: datetime | None) -> int | None:
-    if value is None:
-        return None
-    return (value - _EPOCH) // timedelta(microseconds=1)
-
-
-def _dt(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(microseconds=value)
-
-
-def _required_dt(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
 
 
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
@@ -535,7 +516,7 @@ class SQLAlchemyStorage:
     def _audit_values(record: AuditRecord) -> dict[str, object]:
         return {
             "record_id": record.record_id,
-            "at": _us(record.at),
+            "at": to_us(record.at),
             "kind": record.kind.value,
             "tenant_id": record.tenant_id,
             "user_id": record.user_id,
@@ -547,11 +528,11 @@ class SQLAlchemyStorage:
     def _outbox_values(note: Notification) -> dict[str, object]:
         return {
             "notification_id": note.notification_id,
-            "created_at": _us(note.at),
+            "created_at": to_us(note.at),
             "payload": encode_notification(note),
             "state": OutboxState.PENDING.value,
             "attempts": 0,
-            "next_attempt_at": _us(note.at),
+            "next_attempt_at": to_us(note.at),
         }
 
     def _audit(self, conn: sa.Connection, record: AuditRecord) -> None:
@@ -593,7 +574,7 @@ class SQLAlchemyStorage:
             tenant_id=row.tenant_id,
             name=row.name,
             two_factor_required=bool(row.two_factor_required),
-            activated_at=_dt(row.activated_at),
+            activated_at=from_us(row.activated_at),
             grace_period=grace,
             version=row.version,
         )
@@ -606,7 +587,7 @@ class SQLAlchemyStorage:
         return {
             "name": policy.name,
             "two_factor_required": policy.two_factor_required,
-            "activated_at": _us(policy.activated_at),
+            "activated_at": to_us(policy.activated_at),
             "grace_period_us": grace,
             "version": policy.version,
         }
@@ -873,39 +854,14 @@ class SQLAlchemyStorage:
 
     # -- the user's factor -----------------------------------------------------------------
 
-    @staticmethod
-    def _factor(user_id: str, row: Any) -> FactorRecord:  # noqa: ANN401 - a SQLAlchemy Row
-        if row is None or row.revision is None:
-            return FactorRecord(user_id=user_id)
-        pending = None
-        if row.pending_id is not None:
-            pending = PendingEnrollment(
-                pending_id=row.pending_id,
-                secret=bytes(row.pending_secret),
-                created_at=_required_dt(row.pending_created_at),
-                expires_at=_required_dt(row.pending_expires_at),
-            )
-        return FactorRecord(
-            user_id=user_id,
-            secret=None if row.secret is None else bytes(row.secret),
-            activated_at=_dt(row.activated_at),
-            last_step=row.last_step,
-            pending=pending,
-            epoch=row.epoch,
-            failures=row.failures,
-            last_failure_at=_dt(row.last_failure_at),
-            recovery_salt=None if row.recovery_salt is None else bytes(row.recovery_salt),
-            recovery_codes_left=row.recovery_left,
-            identity_floor=_dt(row.identity_floor),
-            revision=row.revision,
-        )
-
     def get_factor(self, user_id: str) -> FactorRecord:
         row = self._run(
-            lambda c: c.execute(sa.select(factors).where(factors.c.user_id == user_id)).first(),
+            lambda c: c.execute(
+                sa.select(*_FACTOR_COLUMNS).where(factors.c.user_id == user_id)
+            ).first(),
             single=True,
         )
-        return self._factor(user_id, row)
+        return factor_from_values(user_id, row)
 
     def _login_state(self, conn: sa.Connection, user_id: str, *, with_codes: bool) -> LoginState:
         rows = conn.execute(_LOGIN, {"login_user": user_id}).all()
@@ -915,7 +871,7 @@ class SQLAlchemyStorage:
                     tenant_id=row.t_tenant_id,
                     name=row.t_name,
                     two_factor_required=bool(row.t_two_factor_required),
-                    activated_at=_dt(row.t_activated_at),
+                    activated_at=from_us(row.t_activated_at),
                     grace_period=None
                     if row.t_grace_period_us is None
                     else timedelta(microseconds=row.t_grace_period_us),
@@ -939,7 +895,7 @@ class SQLAlchemyStorage:
                 ).scalars()
             )
         return LoginState(
-            factor=self._factor(user_id, rows[0]), tenants=tenants, recovery_digests=digests
+            factor=factor_from_values(user_id, rows[0]), tenants=tenants, recovery_digests=digests
         )
 
     def load_login(self, user_id: str, *, recovery_codes: bool = False) -> LoginState:
@@ -948,26 +904,6 @@ class SQLAlchemyStorage:
             # One statement is a snapshot by itself; two need a transaction.
             single=not recovery_codes,
         )
-
-    @staticmethod
-    def _factor_values(factor: FactorRecord) -> dict[str, object]:
-        pending = factor.pending
-        return {
-            "secret": factor.secret,
-            "activated_at": _us(factor.activated_at),
-            "last_step": factor.last_step,
-            "pending_id": pending.pending_id if pending else None,
-            "pending_secret": pending.secret if pending else None,
-            "pending_created_at": _us(pending.created_at) if pending else None,
-            "pending_expires_at": _us(pending.expires_at) if pending else None,
-            "epoch": factor.epoch,
-            "failures": factor.failures,
-            "last_failure_at": _us(factor.last_failure_at),
-            "recovery_salt": factor.recovery_salt,
-            "identity_floor": _us(factor.identity_floor),
-            "recovery_left": factor.recovery_codes_left,
-            "revision": factor.revision,
-        }
 
     def commit_factor(self, commit: FactorCommit) -> bool:
         plain = commit.use_recovery_code is None and commit.recovery is None
@@ -1002,7 +938,7 @@ class SQLAlchemyStorage:
             factors.update()
             .where(factors.c.user_id == user_id)
             .where(factors.c.revision == commit.expected_revision)
-            .values(**self._factor_values(commit.factor))
+            .values(**factor_values(commit.factor))
         )
         if written.rowcount != 1:
             return False
@@ -1012,7 +948,7 @@ class SQLAlchemyStorage:
                 .where(recovery_codes.c.user_id == user_id)
                 .where(recovery_codes.c.digest == commit.use_recovery_code)
                 .where(recovery_codes.c.used_at.is_(None))
-                .values(used_at=_us(commit.at))
+                .values(used_at=to_us(commit.at))
             )
             if used.rowcount != 1:
                 # Decided on this revision, where the code was unused: data was lost.
@@ -1029,7 +965,7 @@ class SQLAlchemyStorage:
         params: dict[str, Any] = {
             "user_id": commit.factor.user_id,
             "expected": commit.expected_revision,
-            **self._factor_values(commit.factor),
+            **factor_values(commit.factor),
         }
         for i, record in enumerate(commit.audit):
             params.update({f"a{i}_{k}": v for k, v in self._audit_values(record).items()})
@@ -1050,7 +986,7 @@ class SQLAlchemyStorage:
     ) -> int | None:
         def work(conn: sa.Connection) -> int | None:
             self._check_standings(conn, user_id, actor_id, expected)
-            floor_us = _us(floor)
+            floor_us = to_us(floor)
             result = conn.execute(
                 factors.update()
                 .where(factors.c.user_id == user_id)
@@ -1177,9 +1113,9 @@ class SQLAlchemyStorage:
         if query.kinds is not None:
             stmt = stmt.where(audit_log.c.kind.in_(sorted(k.value for k in query.kinds)))
         if query.since is not None:
-            stmt = stmt.where(audit_log.c.at >= _us(query.since))
+            stmt = stmt.where(audit_log.c.at >= to_us(query.since))
         if query.until is not None:
-            stmt = stmt.where(audit_log.c.at < _us(query.until))
+            stmt = stmt.where(audit_log.c.at < to_us(query.until))
         stmt = (
             stmt.order_by(audit_log.c.at, audit_log.c.seq).limit(query.limit).offset(query.offset)
         )
@@ -1187,7 +1123,7 @@ class SQLAlchemyStorage:
         return [
             AuditRecord(
                 record_id=r.record_id,
-                at=_required_dt(r.at),
+                at=required_from_us(r.at),
                 kind=AuditKind(r.kind),
                 tenant_id=r.tenant_id,
                 user_id=r.user_id,
@@ -1205,8 +1141,8 @@ class SQLAlchemyStorage:
             notification=decode_notification(row.payload),
             state=OutboxState(row.state),
             attempts=row.attempts,
-            next_attempt_at=_dt(row.next_attempt_at),
-            delivered_at=_dt(row.delivered_at),
+            next_attempt_at=from_us(row.next_attempt_at),
+            delivered_at=from_us(row.delivered_at),
             last_error=row.last_error,
         )
 
@@ -1227,9 +1163,13 @@ class SQLAlchemyStorage:
                 sa.select(outbox.c.seq)
                 .where(outbox.c.state == OutboxState.PENDING.value)
                 .where(
-                    sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= _us(now))
+                    sa.or_(
+                        outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= to_us(now)
+                    )
                 )
-                .where(sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= _us(now)))
+                .where(
+                    sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= to_us(now))
+                )
             )
             if ids is not None:
                 due = due.where(outbox.c.notification_id.in_(list(ids)))
@@ -1248,7 +1188,7 @@ class SQLAlchemyStorage:
                 .values(
                     attempts=outbox.c.attempts + 1,
                     claimant=claimant,
-                    claimed_until=_us(later(now, lease)),
+                    claimed_until=to_us(later(now, lease)),
                 )
             )
             rows = conn.execute(
@@ -1275,9 +1215,9 @@ class SQLAlchemyStorage:
             "last_error": error,
         }
         if state is OutboxState.DELIVERED:
-            values["delivered_at"] = _us(now)
+            values["delivered_at"] = to_us(now)
         elif state is OutboxState.PENDING:
-            values["next_attempt_at"] = _us(next_attempt_at or now)
+            values["next_attempt_at"] = to_us(next_attempt_at or now)
 
         def work(conn: sa.Connection) -> bool:
             result = conn.execute(
@@ -1285,7 +1225,7 @@ class SQLAlchemyStorage:
                 .where(outbox.c.notification_id == notification_id)
                 .where(outbox.c.claimant == claimant)
                 .where(outbox.c.state == OutboxState.PENDING.value)
-                .where(outbox.c.claimed_until > _us(now))
+                .where(outbox.c.claimed_until > to_us(now))
                 .values(**values)
             )
             return bool(result.rowcount == 1)

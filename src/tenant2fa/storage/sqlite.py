@@ -30,8 +30,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenant2fa.audit import AuditKind, AuditQuery, AuditRecord
-from tenant2fa.clock import UTC, later
-from tenant2fa.enrollment import PendingEnrollment
+from tenant2fa.clock import later
 from tenant2fa.errors import (
     AlreadyMember,
     ConcurrentChange,
@@ -55,6 +54,14 @@ from tenant2fa.storage.base import (
     check_member_change,
 )
 from tenant2fa.storage.files import create_private_file
+from tenant2fa.storage.rows import (
+    FACTOR_FIELDS,
+    factor_from_values,
+    factor_values,
+    from_us,
+    required_from_us,
+    to_us,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -65,7 +72,6 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
 _T = TypeVar("_T")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 SCHEMA_VERSION = 5
 
@@ -193,22 +199,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX t2fa_memberships_by_role ON t2fa_memberships (tenant_id, role, user_id)",
     ),
 )
-
-
-def _us(value: datetime | None) -> int | None:
-    if value is None:
-        return None
-    return (value - _EPOCH) // timedelta(microseconds=1)
-
-
-def _dt(value: int | None) -> datetime | None:
-    if value is None:
-        return None
-    return _EPOCH + timedelta(microseconds=value)
-
-
-def _required_dt(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
 
 
 class SQLiteStorage:
@@ -410,7 +400,7 @@ class SQLiteStorage:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 record.record_id,
-                _us(record.at),
+                to_us(record.at),
                 record.kind.value,
                 record.tenant_id,
                 record.user_id,
@@ -434,7 +424,7 @@ class SQLiteStorage:
             "INSERT OR IGNORE INTO t2fa_outbox "
             "(notification_id, created_at, payload, next_attempt_at) VALUES (?, ?, ?, ?)",
             [
-                (n.notification_id, _us(n.at), encode_notification(n), _us(n.at))
+                (n.notification_id, to_us(n.at), encode_notification(n), to_us(n.at))
                 for n in notifications
             ],
         )
@@ -448,7 +438,7 @@ class SQLiteStorage:
             tenant_id=row[0],
             name=row[1],
             two_factor_required=bool(row[2]),
-            activated_at=_dt(row[3]),
+            activated_at=from_us(row[3]),
             grace_period=grace,
             version=row[5],
         )
@@ -481,7 +471,7 @@ class SQLiteStorage:
             policy.tenant_id,
             policy.name,
             int(policy.two_factor_required),
-            _us(policy.activated_at),
+            to_us(policy.activated_at),
             grace,
             policy.version,
         )
@@ -701,11 +691,7 @@ class SQLiteStorage:
 
     # -- the user's factor -----------------------------------------------------------------
 
-    _FACTOR_COLUMNS = (
-        "secret, activated_at, last_step, pending_id, pending_secret, pending_created_at, "
-        "pending_expires_at, epoch, failures, last_failure_at, recovery_salt, identity_floor, "
-        "recovery_left, revision"
-    )
+    _FACTOR_COLUMNS = ", ".join(FACTOR_FIELDS)
 
     # The whole login snapshot in one statement: the factor row (if any) beside each of the
     # user's tenants (or one row of NULLs for a user in none).
@@ -721,38 +707,11 @@ class SQLiteStorage:
         "ORDER BY t.tenant_id"
     )
 
-    @staticmethod
-    def _factor(user_id: str, row: tuple[Any, ...] | None) -> FactorRecord:
-        if row is None or row[13] is None:
-            return FactorRecord(user_id=user_id)
-        pending = None
-        if row[3] is not None:
-            pending = PendingEnrollment(
-                pending_id=row[3],
-                secret=row[4],
-                created_at=_required_dt(row[5]),
-                expires_at=_required_dt(row[6]),
-            )
-        return FactorRecord(
-            user_id=user_id,
-            secret=row[0],
-            activated_at=_dt(row[1]),
-            last_step=row[2],
-            pending=pending,
-            epoch=row[7],
-            failures=row[8],
-            last_failure_at=_dt(row[9]),
-            recovery_salt=row[10],
-            identity_floor=_dt(row[11]),
-            recovery_codes_left=row[12],
-            revision=row[13],
-        )
-
     def _load_factor(self, conn: sqlite3.Connection, user_id: str) -> FactorRecord:
         row = conn.execute(
             f"SELECT {self._FACTOR_COLUMNS} FROM t2fa_factors WHERE user_id = ?", (user_id,)
         ).fetchone()
-        return self._factor(user_id, row)
+        return factor_from_values(user_id, row)
 
     @staticmethod
     def _epoch(conn: sqlite3.Connection, user_id: str) -> int:
@@ -788,7 +747,7 @@ class SQLiteStorage:
                 )
             )
         return LoginState(
-            factor=self._factor(user_id, rows[0]), tenants=tenants, recovery_digests=digests
+            factor=factor_from_values(user_id, rows[0]), tenants=tenants, recovery_digests=digests
         )
 
     def load_login(self, user_id: str, *, recovery_codes: bool = False) -> LoginState:
@@ -802,38 +761,17 @@ class SQLiteStorage:
 
         return self._retrying(attempt)
 
-    _COMMIT_SET = (
-        "secret = :secret, activated_at = :activated_at, last_step = :last_step, "
-        "pending_id = :pending_id, pending_secret = :pending_secret, "
-        "pending_created_at = :pending_created_at, pending_expires_at = :pending_expires_at, "
-        "epoch = :epoch, failures = :failures, last_failure_at = :last_failure_at, "
-        "recovery_salt = :recovery_salt, identity_floor = :identity_floor, "
-        "recovery_left = :recovery_left, revision = :revision"
-    )
+    _COMMIT_SET = ", ".join(f"{f} = :{f}" for f in FACTOR_FIELDS)
     _COMMIT_UPDATE = (
         f"UPDATE t2fa_factors SET {_COMMIT_SET} WHERE user_id = :user_id AND revision = :expected"
     )
 
     def commit_factor(self, commit: FactorCommit) -> bool:
         factor = commit.factor
-        pending = factor.pending
         params = {
             "user_id": factor.user_id,
             "expected": commit.expected_revision,
-            "secret": factor.secret,
-            "activated_at": _us(factor.activated_at),
-            "last_step": factor.last_step,
-            "pending_id": pending.pending_id if pending else None,
-            "pending_secret": pending.secret if pending else None,
-            "pending_created_at": _us(pending.created_at) if pending else None,
-            "pending_expires_at": _us(pending.expires_at) if pending else None,
-            "epoch": factor.epoch,
-            "failures": factor.failures,
-            "last_failure_at": _us(factor.last_failure_at),
-            "recovery_salt": factor.recovery_salt,
-            "identity_floor": _us(factor.identity_floor),
-            "recovery_left": factor.recovery_codes_left,
-            "revision": factor.revision,
+            **factor_values(factor),
         }
 
         def work(conn: sqlite3.Connection) -> bool:
@@ -846,7 +784,7 @@ class SQLiteStorage:
                 used = conn.execute(
                     "UPDATE t2fa_recovery_codes SET used_at = ? "
                     "WHERE user_id = ? AND digest = ? AND used_at IS NULL",
-                    (_us(commit.at), factor.user_id, commit.use_recovery_code),
+                    (to_us(commit.at), factor.user_id, commit.use_recovery_code),
                 )
                 if used.rowcount != 1:
                     # Decided on this revision, where the code was unused: data was lost.
@@ -890,7 +828,7 @@ class SQLiteStorage:
                 "THEN :floor ELSE identity_floor END "
                 "WHERE user_id = :user_id "
                 "AND (secret IS NOT NULL OR pending_id IS NOT NULL OR failures > 0)",
-                {"user_id": user_id, "floor": _us(floor)},
+                {"user_id": user_id, "floor": to_us(floor)},
             )
             if cursor.rowcount != 1:
                 return None
@@ -981,10 +919,10 @@ class SQLiteStorage:
             params += kinds
         if query.since is not None:
             clauses.append("at >= ?")
-            params.append(_us(query.since))
+            params.append(to_us(query.since))
         if query.until is not None:
             clauses.append("at < ?")
-            params.append(_us(query.until))
+            params.append(to_us(query.until))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._read(
             lambda c: c.execute(
@@ -996,7 +934,7 @@ class SQLiteStorage:
         return [
             AuditRecord(
                 record_id=r[0],
-                at=_required_dt(r[1]),
+                at=required_from_us(r[1]),
                 kind=AuditKind(r[2]),
                 tenant_id=r[3],
                 user_id=r[4],
@@ -1016,8 +954,8 @@ class SQLiteStorage:
             notification=decode_notification(row[0]),
             state=OutboxState(row[1]),
             attempts=row[2],
-            next_attempt_at=_dt(row[3]),
-            delivered_at=_dt(row[4]),
+            next_attempt_at=from_us(row[3]),
+            delivered_at=from_us(row[4]),
             last_error=row[5],
         )
 
@@ -1036,7 +974,7 @@ class SQLiteStorage:
                 "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
                 "AND (claimed_until IS NULL OR claimed_until <= ?)"
             )
-            params: list[object] = [_us(now), _us(now)]
+            params: list[object] = [to_us(now), to_us(now)]
             if ids is not None:
                 if not ids:
                     return []
@@ -1050,7 +988,7 @@ class SQLiteStorage:
                 conn.execute(
                     "UPDATE t2fa_outbox SET attempts = attempts + 1, claimant = ?, "
                     "claimed_until = ? WHERE seq = ?",
-                    (claimant, _us(later(now, lease)), seq),
+                    (claimant, to_us(later(now, lease)), seq),
                 )
                 row = conn.execute(
                     f"SELECT {self._OUTBOX_COLUMNS} FROM t2fa_outbox WHERE seq = ?", (seq,)
@@ -1082,12 +1020,12 @@ class SQLiteStorage:
                     state.value,
                     error,
                     state.value,
-                    _us(now),
+                    to_us(now),
                     state.value,
-                    _us(next_attempt_at or now),
+                    to_us(next_attempt_at or now),
                     notification_id,
                     claimant,
-                    _us(now),
+                    to_us(now),
                 ),
             )
             return cursor.rowcount == 1
