@@ -4,6 +4,8 @@ attributes that name what went wrong."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import tenant2fa
@@ -90,3 +92,11 @@ def test_an_error_names_what_it_is_about_in_its_message_and_attributes(
 
 def test_ids_are_quoted_with_repr_so_odd_ones_stay_readable() -> None:
     assert str(errors.UnknownTenant("a'b\n")) == 'unknown tenant "a\'b\\n"'
+
+
+def test_the_concepts_page_draws_the_same_tree_as_the_module() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "concepts.md").read_text("utf-8")
+    doc = errors.__doc__ or ""
+    drawn = doc[doc.index("    Tenant2FAError") :].rstrip()
+    tree = "\n".join(line[4:] for line in drawn.splitlines())
+    assert f"```text\n{tree}\n```" in page
