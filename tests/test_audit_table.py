@@ -159,3 +159,24 @@ def test_create_schema_drops_what_version_5_no_longer_keeps(kind: str) -> None:
         assert inspector.get_unique_constraints("t2fa_audit") == []
         assert storage.schema_version() == 5
         assert storage.audit_records(AuditQuery()) == [record]
+
+
+def test_a_factor_row_written_by_an_older_release_still_moves_its_revision(
+    tmp_path: Path,
+) -> None:
+    """An older process writing the file during a rolling restart (it knows no revision): its
+    update moves the revision all the same, so a decision made before it is refused."""
+    storage = SQLiteStorage(tmp_path / "rolling.sqlite3")
+    assert storage.schema_version() == 5
+    with closing(sqlite3.connect(storage.path)) as conn, conn:
+        conn.execute("INSERT INTO t2fa_factors (user_id, revision) VALUES ('bob', 1)")
+    before = storage.get_factor("bob")
+    with closing(sqlite3.connect(storage.path)) as conn, conn:
+        # What the release before version 4 ran to accept a code.
+        conn.execute(
+            "UPDATE t2fa_factors SET last_step = 99, failures = 0 WHERE user_id = 'bob' "
+            "AND epoch = 0 AND last_step < 99"
+        )
+    after = storage.get_factor("bob")
+    assert (after.last_step, after.revision) == (99, before.revision + 1)
+    storage.close()

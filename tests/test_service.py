@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from conftest import enroll_bob
 from tenant2fa import (
     AuditKind,
     AuditQuery,
@@ -35,6 +36,7 @@ from tenant2fa import (
     TwoFactor,
     TwoFactorRequired,
 )
+from tenant2fa.audit import new_audit_record
 from tenant2fa.storage.sqlite import SQLiteStorage
 from tenant2fa.testing import FakeClock, code_for, pending_code_for
 from tenant2fa.testing.faults import FaultyStorage, StorageFault
@@ -792,3 +794,46 @@ def test_a_sealed_session_expires_after_its_max_age(
     clock.set(enrolled.login.authenticated_at - timedelta(minutes=1))  # a token from the future
     with pytest.raises(InvalidSession):
         tf.open_session(token)
+
+
+class _SwitchesOnBeforeTheRemoval(MemoryStorage):
+    """An owner switches 2FA on in tenant B between the removal's read and its write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+
+    def reset_factor(self, user_id: str, **kwargs: object) -> int | None:
+        if self.armed:
+            self.armed = False
+            policy = self.get_tenant("B")
+            assert policy is not None
+            switched = dataclasses.replace(
+                policy, two_factor_required=True, version=policy.version + 1
+            )
+            assert self.update_tenant_policy(
+                switched,
+                expected_version=policy.version,
+                audit=new_audit_record(AuditKind.TWO_FACTOR_SWITCHED, at=FakeClock().now()),
+            )
+        return super().reset_factor(user_id, **kwargs)  # type: ignore[arg-type]
+
+
+def test_removing_ones_own_2fa_is_refused_if_a_tenant_requires_it_by_the_time_it_is_written(
+    clock: FakeClock,
+) -> None:
+    storage = _SwitchesOnBeforeTheRemoval()
+    tf = TwoFactor(
+        storage=storage,
+        keyring=Keyring.generate(),
+        clock=clock,
+        config=Config(recovery_hasher=RecoveryCodeHasher(n=2**4)),
+    )
+    enrolled = enroll_bob(tf, clock)
+    tf.set_two_factor("B", actor_id="olga", enabled=False)
+    login = tf.verify_identity(enrolled.login)
+    storage.armed = True
+    with pytest.raises(TwoFactorRequired):
+        tf.remove_two_factor(login)
+    assert tf.user_status("bob").state is EnrollmentState.ACTIVE
+    assert tf.tenant("B").two_factor_required

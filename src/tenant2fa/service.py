@@ -767,8 +767,10 @@ class TwoFactor:
         """Check a code from the user's authenticator for this login in ``tenant_id``.
 
         ``ok`` only for a well-formed code of the active secret, within ±1 time step, for a time
-        step never accepted before for this user. The attempt is counted before it is evaluated;
-        success resets the count. On any storage or key error the answer is not verified.
+        step never accepted before for this user. The attempt is counted in the same write as its
+        outcome (a wrong code one more failure, a right one a cleared count), and an attempt the
+        throttle refuses is not evaluated. On any storage or key error the answer is not
+        verified.
         """
         login = self._login(login)
         code_text = totp.normalize_code(code, self.config.totp.digits)
@@ -976,36 +978,45 @@ class TwoFactor:
         the user whose identity was checked before this one's must check it again."""
         login = self._login(login)
         now = self._now()
-        loaded = self.storage.load_login(login.user_id)
-        if any(s.policy.two_factor_required for s in loaded.tenants):
-            raise TwoFactorRequired("a tenant you belong to requires two-factor authentication")
-        factor = loaded.factor
-        ctx = self._context()
-        operations.require_fresh_identity(ctx, login, loaded)
-        state = factor.state(now)
-        enrollment.apply(state, EnrollmentEvent.RESET)
-        if state.is_enrolled and not second_factor_counts(
-            login, epoch=factor.epoch, now=now, max_age=self.config.max_login_age
-        ):
-            raise StepUpRequired(StepKind.CHALLENGE, "enter a code from your authenticator first")
-        note = self._note(NotificationKind.TWO_FACTOR_REMOVED, login.user_id, now)
-        epoch = self.storage.reset_factor(
-            login.user_id,
-            # Every other login whose identity was checked before this one's must check it
-            # again; this one (which just proved it) goes on.
-            floor=login.identity_verified_at,
-            audit=new_audit_record(
-                AuditKind.TWO_FACTOR_REMOVED,
-                at=now,
-                user_id=login.user_id,
-                actor_id=login.user_id,
-                previous=state.value,
-            ),
-            notifications=[note],
-        )
-        if epoch is None:
-            raise InvalidTransition(EnrollmentState.NONE, EnrollmentEvent.RESET)
-        self._deliver([note])
+
+        def attempt() -> None:
+            loaded = self.storage.load_login(login.user_id)
+            if any(s.policy.two_factor_required for s in loaded.tenants):
+                raise TwoFactorRequired("a tenant you belong to requires two-factor authentication")
+            factor = loaded.factor
+            operations.require_fresh_identity(self._context(), login, loaded)
+            state = factor.state(now)
+            enrollment.apply(state, EnrollmentEvent.RESET)
+            if state.is_enrolled and not second_factor_counts(
+                login, epoch=factor.epoch, now=now, max_age=self.config.max_login_age
+            ):
+                raise StepUpRequired(
+                    StepKind.CHALLENGE, "enter a code from your authenticator first"
+                )
+            note = self._note(NotificationKind.TWO_FACTOR_REMOVED, login.user_id, now)
+            epoch = self.storage.reset_factor(
+                login.user_id,
+                # Every other login whose identity was checked before this one's must check it
+                # again; this one (which just proved it) goes on.
+                floor=login.identity_verified_at,
+                audit=new_audit_record(
+                    AuditKind.TWO_FACTOR_REMOVED,
+                    at=now,
+                    user_id=login.user_id,
+                    actor_id=login.user_id,
+                    previous=state.value,
+                ),
+                notifications=[note],
+                # The decision rested on no tenant requiring 2FA: a tenant that switched it on
+                # (or a membership that changed) meanwhile refuses the write, and we decide
+                # again.
+                expected=loaded.tenants,
+            )
+            if epoch is None:
+                raise InvalidTransition(EnrollmentState.NONE, EnrollmentEvent.RESET)
+            self._deliver([note])
+
+        self._retrying(attempt)
         return self._sign(login, second_factor_at=None, second_factor_epoch=None)
 
     # -- keys ------------------------------------------------------------------------------

@@ -906,13 +906,41 @@ class SQLAlchemyStorage:
         )
 
     def commit_factor(self, commit: FactorCommit) -> bool:
-        plain = commit.use_recovery_code is None and commit.recovery is None
-        if self._postgres and plain:
+        runs = 0
+
+        def write(conn: sa.Connection) -> bool:
+            nonlocal runs
+            runs += 1
+            if single:
+                return bool(conn.execute(statement, params).scalar_one())
+            return self._commit(conn, commit)
+
+        single = self._postgres and commit.use_recovery_code is None and commit.recovery is None
+        if single:
             # The whole write as one statement: one round trip, in autocommit.
             statement, params = self._commit_statement(commit)
-            written = self._run(lambda c: c.execute(statement, params).scalar_one(), single=True)
-            return bool(written)
-        return self._run(lambda c: self._commit(c, commit))
+        if self._run(write, single=single):
+            return True
+        # Run again after a dropped connection or a conflict, and refused: the first run may
+        # have committed with only its reply lost, and then the revision moved by our own write.
+        # Its first audit record tells (a random id, looked up through the time index).
+        return runs > 1 and self._landed(commit)
+
+    def _landed(self, commit: FactorCommit) -> bool:
+        """Whether ``commit`` is stored: its first audit record is (every commit the library
+        makes carries one)."""
+        if not commit.audit:
+            return False
+        record = commit.audit[0]
+        found = self._run(
+            lambda c: c.execute(
+                sa.select(audit_log.c.seq)
+                .where(audit_log.c.at == to_us(record.at))
+                .where(audit_log.c.record_id == record.record_id)
+            ).first(),
+            single=True,
+        )
+        return found is not None
 
     @staticmethod
     def _replace_codes(conn: sa.Connection, user_id: str, recovery: RecoveryCodeSet) -> None:
@@ -1275,7 +1303,9 @@ def backfill_statements() -> dict[str, sa.Update]:
         .scalar_subquery()
     )
     return {
-        "t2fa_factors.revision": factors.update().values(revision=1),
+        # Only rows still at 0: a backfill that ran late (DDL commits at once on MariaDB) must
+        # not take a revision back that a new process has already moved.
+        "t2fa_factors.revision": factors.update().where(factors.c.revision == 0).values(revision=1),
         "t2fa_factors.recovery_left": factors.update().values(recovery_left=unused),
     }
 

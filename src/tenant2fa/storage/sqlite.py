@@ -197,6 +197,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX t2fa_audit_by_time ON t2fa_audit (at)",
         "DROP INDEX IF EXISTS t2fa_memberships_by_role",
         "CREATE INDEX t2fa_memberships_by_role ON t2fa_memberships (tenant_id, role, user_id)",
+        # A process of a release before version 4 that still runs while a new one migrates (a
+        # rolling restart of workers on one file) writes factor rows without moving their
+        # revision; this moves it for them, so that a new process's compare-and-set sees the
+        # change (a code such a process accepted is not accepted again). Our own writes always
+        # move it, so for them the trigger's condition never holds.
+        """CREATE TRIGGER t2fa_factors_revision AFTER UPDATE ON t2fa_factors
+            FOR EACH ROW WHEN NEW.revision = OLD.revision
+            BEGIN
+                UPDATE t2fa_factors SET revision = OLD.revision + 1 WHERE user_id = NEW.user_id;
+            END""",
     ),
 )
 
