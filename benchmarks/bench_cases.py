@@ -190,6 +190,20 @@ def floor_side(ops: int, label: str = "floor: hmac.digest HMAC-SHA1, 8-byte coun
     return Side(label, prepare, ops)
 
 
+def _connect_like_storage(path: str) -> sqlite3.Connection:
+    """A ``sqlite3`` connection with SQLiteStorage's pragmas (WAL, synchronous=NORMAL, a busy
+    timeout, foreign keys), in autocommit: the raw sides open their files this way."""
+    conn = sqlite3.connect(path, timeout=5, isolation_level=None)
+    for pragma in (
+        "busy_timeout = 5000",
+        "foreign_keys = ON",
+        "synchronous = NORMAL",
+        "journal_mode = WAL",
+    ):
+        conn.execute(f"PRAGMA {pragma}")
+    return conn
+
+
 class RawSqlite:
     """The hand-written verify a careful application would write on ``sqlite3``: the same
     pragmas as SQLiteStorage (WAL, synchronous=NORMAL, busy_timeout, foreign_keys), one
@@ -197,14 +211,7 @@ class RawSqlite:
     three candidate steps, compare-and-set UPDATE, COMMIT. Secrets are stored in the clear."""
 
     def __init__(self, path: str, users: Sequence[str]) -> None:
-        self.conn = sqlite3.connect(path, timeout=5, isolation_level=None)
-        for pragma in (
-            "busy_timeout = 5000",
-            "foreign_keys = ON",
-            "synchronous = NORMAL",
-            "journal_mode = WAL",
-        ):
-            self.conn.execute(f"PRAGMA {pragma}")
+        self.conn = _connect_like_storage(path)
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS raw_factors (user_id TEXT PRIMARY KEY, "
             "secret BLOB NOT NULL, last_step INTEGER NOT NULL DEFAULT -1)"
@@ -226,14 +233,8 @@ class RawSqlite:
             ).fetchone()
             ok = False
             if row is not None:
-                secret, last_step = row
-                step = now // data.PERIOD
-                given = code.encode()
-                matched = None
-                for candidate in (step - 1, step, step + 1):
-                    if hmac.compare_digest(data.hotp(secret, candidate).encode(), given):
-                        matched = candidate
-                if matched is not None and matched > last_step:
+                matched = _matched_step(row[0], code, now, row[1])
+                if matched is not None:
                     ok = (
                         conn.execute(
                             "UPDATE raw_factors SET last_step = ? "
@@ -281,14 +282,8 @@ class RawPostgres:
                 row = cur.fetchone()
                 ok = False
                 if row is not None:
-                    secret, last_step = bytes(row[0]), row[1]
-                    step = now // data.PERIOD
-                    given = code.encode()
-                    matched = None
-                    for candidate in (step - 1, step, step + 1):
-                        if hmac.compare_digest(data.hotp(secret, candidate).encode(), given):
-                            matched = candidate
-                    if matched is not None and matched > last_step:
+                    matched = _matched_step(bytes(row[0]), code, now, row[1])
+                    if matched is not None:
                         cur.execute(
                             "UPDATE raw_factors SET last_step = %s "
                             "WHERE user_id = %s AND last_step < %s",
@@ -346,14 +341,7 @@ class RawSqliteFloor:
     LABEL = "raw sqlite3 floor (SELECT; decrypt, HMAC ±1; CAS UPDATE + lean audit INSERT)"
 
     def __init__(self, path: str, users: Sequence[str]) -> None:
-        self.conn = sqlite3.connect(path, timeout=5, isolation_level=None)
-        for pragma in (
-            "busy_timeout = 5000",
-            "foreign_keys = ON",
-            "synchronous = NORMAL",
-            "journal_mode = WAL",
-        ):
-            self.conn.execute(f"PRAGMA {pragma}")
+        self.conn = _connect_like_storage(path)
         self.conn.execute(
             "CREATE TABLE floor_factors (user_id TEXT PRIMARY KEY, secret BLOB NOT NULL, "
             "last_step INTEGER NOT NULL DEFAULT -1)"
@@ -503,14 +491,8 @@ class RawMemory:
             secret = self.secrets.get(user_id)
             if secret is None:
                 return False
-            last_step = self.last_steps[user_id]
-            step = now // data.PERIOD
-            given = code.encode()
-            matched = None
-            for candidate in (step - 1, step, step + 1):
-                if hmac.compare_digest(data.hotp(secret, candidate).encode(), given):
-                    matched = candidate
-            if matched is None or matched <= last_step:
+            matched = _matched_step(secret, code, now, self.last_steps[user_id])
+            if matched is None:
                 return False
             self.last_steps[user_id] = matched
             return True

@@ -27,7 +27,6 @@ __all__ = [
     "OutboxState",
     "decode_notification",
     "encode_notification",
-    "with_codes_left",
 ]
 
 
@@ -107,10 +106,3 @@ def decode_notification(text: str) -> Notification:
         if values.get(name) is not None:
             values[name] = datetime.fromisoformat(values[name])
     return Notification(**values)
-
-
-def with_codes_left(notification: Notification, left: int) -> Notification:
-    """``notification`` with the number of recovery codes left, if it reports a code's use."""
-    if notification.kind is NotificationKind.RECOVERY_CODE_USED:
-        return dataclasses.replace(notification, recovery_codes_left=left)
-    return notification

@@ -430,6 +430,8 @@ class SQLiteStorage:
 
     @staticmethod
     def _queue(conn: sqlite3.Connection, notifications: Sequence[Notification]) -> None:
+        if not notifications:
+            return  # most writes notify nobody: no statement to prepare for them
         conn.executemany(
             "INSERT OR IGNORE INTO t2fa_outbox "
             "(notification_id, created_at, payload, next_attempt_at) VALUES (?, ?, ?, ?)",
